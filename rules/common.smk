@@ -1,0 +1,81 @@
+# Config validation, the path of every artifact (each pattern written once), and input functions.
+
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+
+min_version("8.0")
+
+# The library lives beside this workflow; make it importable here and in every job, also inside
+# conda environments (which do not have it installed).
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+
+from saeflow import chunks, corpus, model  # noqa: E402
+from saeflow.errors import SaeflowError  # noqa: E402
+
+validate(config, "../config.schema.yaml")
+
+PATHS = {
+    "tokens": "results/corpus/tokens.parquet",
+    "documents": "results/corpus/documents.parquet",
+    "idf": "results/corpus/idf.parquet",
+    "plan": "results/activations/chunks.json",
+    "acts": "results/activations/layer-{layer}/{chunk}.zarr",
+    "mean": "results/activations/layer-{layer}/mean.safetensors",
+}
+
+
+def log_path(stage, pattern=""):
+    return f"results/logs/{stage}/{pattern}.log" if pattern else f"results/logs/{stage}.log"
+
+
+def benchmark_path(stage, pattern=""):
+    return f"results/benchmarks/{stage}/{pattern}.tsv" if pattern else f"results/benchmarks/{stage}.tsv"
+
+
+wildcard_constraints:
+    layer=r"\d+",
+    chunk=r"chunk-\d{4}",
+
+
+def _checked(check):
+    """Run a config check at planning time so bad input fails before any job starts."""
+    try:
+        return check()
+    except SaeflowError as err:
+        raise WorkflowError(str(err)) from None
+
+
+MODEL_PATH = str(_checked(lambda: model.resolve_model_path(config["model"]["path"])))
+CORPUS_FILES = _checked(lambda: corpus.resolve_sources(config["corpus"]["source"]))
+for _name, _sae in config["saes"].items():
+    _checked(lambda: model.check_layer(_sae["layer"], MODEL_PATH, key=f"saes.{_name}.layer"))
+
+
+def sae_layers():
+    """Every layer some configured SAE reads, each once."""
+    return sorted({sae["layer"] for sae in config["saes"].values()})
+
+
+def chunk_ids(wildcards=None):
+    """The chunk ids of the plan (known once the plan_chunks checkpoint has run)."""
+    plan = checkpoints.plan_chunks.get().output.plan
+    return [chunk.id for chunk in chunks.read_plan(plan)]
+
+
+def layer_chunks(wildcards):
+    return expand(PATHS["acts"], layer=wildcards.layer, chunk=chunk_ids())
+
+
+def final_targets():
+    """Everything `rule all` builds: every artifact the implemented stages make."""
+    return [
+        PATHS["tokens"],
+        PATHS["documents"],
+        PATHS["idf"],
+        *expand(PATHS["mean"], layer=sae_layers()),
+    ]

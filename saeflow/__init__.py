@@ -1,0 +1,1 @@
+"""saeflow: the library behind the Snakemake workflow (all logic lives here, testable without Snakemake)."""

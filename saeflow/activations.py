@@ -1,0 +1,115 @@
+"""Capture a layer's hidden states for one chunk of sequences, and the layer's mean vector.
+
+Row t of a chunk is `hidden_states[layer]` of the model run on token t's sequence. Sequences are
+batched by length (longest first) and right-padded under an attention mask, so batching changes
+no row: each equals the sequence run alone, within the storage dtype's precision.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+import numpy as np
+
+from saeflow import storage
+from saeflow.chunks import Chunk, read_token_rows
+from saeflow.errors import SaeflowError
+
+log = logging.getLogger(__name__)
+
+STORE_DTYPES = ("float16", "float32")
+_ROWS_PER_READ = 8192
+
+
+def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Sequence indices in batches of similar length, so padding wastes little compute."""
+    order = np.argsort(-lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def forward_hidden_states(model, token_ids: np.ndarray, seq_starts: np.ndarray, lengths: np.ndarray,
+                          layer: int, batch_size: int, progress=None) -> np.ndarray:
+    """hidden_states[layer] for every token of the given sequences, as float32 [n_tokens, d_model]."""
+    import torch
+
+    device = next(model.parameters()).device
+    out = np.empty((len(token_ids), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for batch in length_sorted_batches(lengths, batch_size):
+            width = int(lengths[batch].max())
+            input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, seq in enumerate(batch):
+                start, n = seq_starts[seq], lengths[seq]
+                input_ids[row, :n] = torch.from_numpy(token_ids[start : start + n].astype(np.int64))
+                attention_mask[row, :n] = 1
+            hidden = model(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                output_hidden_states=True,
+            ).hidden_states[layer]
+            hidden = hidden.float().cpu().numpy()
+            for row, seq in enumerate(batch):
+                start, n = seq_starts[seq], lengths[seq]
+                out[start : start + n] = hidden[row, :n]
+            if progress is not None:
+                progress.update(int(lengths[batch].sum()))
+    return out
+
+
+def capture_chunk(model, model_path: str, tokens_path, chunk: Chunk, layer: int, out_path,
+                  batch_size: int = 32, dtype: str = "float16", progress=None) -> None:
+    """Write `chunk-NNNN.zarr` with array `acts` [n_tokens, d_model] for one chunk of the plan."""
+    if dtype not in STORE_DTYPES:
+        raise SaeflowError(f"activations.dtype: {dtype!r} is not one of {STORE_DTYPES}")
+    rows = read_token_rows(tokens_path, chunk.token_start, chunk.token_stop, ["seq", "token_id"])
+    seq_starts = np.flatnonzero(np.diff(rows["seq"], prepend=-1))
+    lengths = np.diff(np.append(seq_starts, len(rows["seq"])))
+    acts = forward_hidden_states(model, rows["token_id"], seq_starts, lengths, layer, batch_size, progress)
+    stored = acts.astype(dtype)
+    if not np.isfinite(stored).all():
+        hint = " (float16 overflow: set activations.dtype to float32)" if np.isfinite(acts).all() else ""
+        raise SaeflowError(f"{out_path}: the model produced non-finite activations at layer {layer}{hint}")
+    attrs = {"model": str(model_path), "layer": layer, "token_start": chunk.token_start, "dtype": dtype}
+    with storage.ZarrChunkWriter(out_path, attrs) as store:
+        store.create("acts", stored.shape, dtype)[:] = stored
+    log.info("%s: %d tokens, %d sequences, layer %d, %s", chunk.id, chunk.n_tokens, len(lengths), layer, dtype)
+
+
+def iter_chunk_rows(chunk_path, rows_per_read: int = _ROWS_PER_READ) -> Iterator[np.ndarray]:
+    """Stream a chunk's activations as float32 blocks, with a clear error for damaged or bad data."""
+    group = storage.open_zarr_group(chunk_path)
+    if "acts" not in group:
+        raise SaeflowError(f"{chunk_path}: no array 'acts'; delete it and rerun the workflow")
+    n_rows = group["acts"].shape[0]
+    for start in range(0, n_rows, rows_per_read):
+        block = storage.read_zarr_array(group, "acts", slice(start, start + rows_per_read)).astype(np.float32)
+        if not np.isfinite(block).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise SaeflowError(
+                f"{chunk_path}: non-finite activation (NaN or inf) in row {bad}; delete the chunk "
+                "and rerun the workflow to recapture it"
+            )
+        yield block
+
+
+def layer_mean(chunk_paths: list, out_path) -> np.ndarray:
+    """Mean over all rows of all chunks as stored, accumulated in float64; writes mean.safetensors."""
+    total, n_tokens = None, 0
+    for path in chunk_paths:
+        for block in iter_chunk_rows(path):
+            block_sum = block.sum(axis=0, dtype=np.float64)
+            total = block_sum if total is None else total + block_sum
+            n_tokens += len(block)
+    if not n_tokens:
+        raise SaeflowError(f"{out_path}: no activation rows in {len(chunk_paths)} chunks")
+    mean = total / n_tokens
+    norm = np.linalg.norm(mean)
+    storage.write_safetensors(
+        out_path,
+        {"mean": mean.astype(np.float32), "mean_normalized": (mean / norm if norm else mean).astype(np.float32)},
+        {"n_tokens": n_tokens},
+    )
+    return mean

