@@ -5,6 +5,13 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    layer=r"\d+",
+    chunk=r"chunk-\d{4}",
+
+
 include: "rules/corpus.smk"
 include: "rules/activations.smk"
 

@@ -1,6 +1,5 @@
 # Config validation, the path of every artifact (each pattern written once), and input functions.
 
-import os
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -9,15 +8,18 @@ from snakemake.utils import min_version, validate
 
 min_version("8.0")
 
-# The library lives beside this workflow; make it importable here and in every job, also inside
-# conda environments (which do not have it installed).
+# The library lives beside this workflow. Snakemake hands its own sys.path to every script job,
+# so this makes `saeflow` importable in all jobs, conda environments included.
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 from saeflow import chunks, corpus, model  # noqa: E402
+from saeflow.config import describe_config_error  # noqa: E402
 from saeflow.errors import SaeflowError  # noqa: E402
 
-validate(config, "../config.schema.yaml")
+try:
+    validate(config, "../config.schema.yaml")
+except WorkflowError as err:
+    raise WorkflowError(describe_config_error(err)) from None
 
 PATHS = {
     "tokens": "results/corpus/tokens.parquet",
@@ -35,11 +37,6 @@ def log_path(stage, pattern=""):
 
 def benchmark_path(stage, pattern=""):
     return f"results/benchmarks/{stage}/{pattern}.tsv" if pattern else f"results/benchmarks/{stage}.tsv"
-
-
-wildcard_constraints:
-    layer=r"\d+",
-    chunk=r"chunk-\d{4}",
 
 
 def _checked(check):
@@ -72,7 +69,7 @@ def layer_chunks(wildcards):
 
 
 def final_targets():
-    """Everything `rule all` builds: every artifact the implemented stages make."""
+    """The default targets: every artifact the implemented stages make."""
     return [
         PATHS["tokens"],
         PATHS["documents"],

@@ -1,4 +1,6 @@
 """Capture one layer's hidden states for one chunk of the plan."""
+import torch
+
 from saeflow import activations, chunks, jobs, model
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake)
@@ -13,6 +15,7 @@ def main():
     # Device and batch size change how fast, not what, so they come from config, not params:
     # changing them must not make Snakemake rerun finished chunks.
     settings = snakemake.config["model"]
+    torch.set_num_threads(snakemake.threads)
     net = model.load_model(model_path, settings["device"], p.model_dtype)
     with jobs.progress(chunk.n_tokens, chunk.id, "tok") as bar:
         activations.capture_chunk(

@@ -1,0 +1,22 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import build_tiny_causal_lm  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> Path:
+    """Directory of a tiny random GPT-2 with a byte-level BPE tokenizer that adds a BOS."""
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_lm"))
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    """The packaged all-MiniLM-L6-v2 (the default model): a BERT encoder with [CLS] … [SEP]."""
+    from saeflow.model import default_model_path
+
+    return default_model_path()

@@ -1,0 +1,64 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from saeflow.corpus import iter_documents, resolve_sources
+from saeflow.errors import SaeflowError
+
+
+def test_builtin_corpus_is_pydoc_topics_in_sorted_order():
+    from pydoc_data.topics import topics
+
+    docs = list(iter_documents([]))
+    assert [d.text for d in docs] == [topics[name] for name in sorted(topics)]
+    assert all(d.source.startswith("builtin:") for d in docs)
+
+
+def test_text_files_one_document_each_in_sorted_path_order(tmp_path):
+    for name, text in [("b.txt", "second"), ("a.txt", "first"), ("sub/c.txt", "third")]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    paths = resolve_sources(str(tmp_path / "**" / "*.txt"))
+    docs = list(iter_documents(paths))
+    assert [d.text for d in docs] == ["first", "second", "third"]
+    assert docs[0].source == str(tmp_path / "a.txt")
+    assert [d.text for d in iter_documents(resolve_sources(str(tmp_path)))] == ["first", "second", "third"]
+
+
+def test_jsonl_sources_count_lines_from_one_and_keep_labels(tmp_path):
+    path = tmp_path / "c.jsonl"
+    rows = [{"body": "alpha", "tags": ["x"]}, {"body": "beta"}, {"body": "gamma", "tags": []}]
+    path.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n\n" + json.dumps(rows[2]) + "\n")
+    docs = list(iter_documents([str(path)], "auto", "body", "tags"))
+    assert [(d.source, d.text, d.labels) for d in docs] == [
+        (f"{path}:1", "alpha", ["x"]), (f"{path}:2", "beta", None), (f"{path}:4", "gamma", [])
+    ]
+
+
+def test_parquet_rows_count_from_zero(tmp_path):
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"text": ["one", "two"], "labels": [["a", "b"], None]}), path)
+    docs = list(iter_documents([str(path)], "parquet", "text", "labels"))
+    assert [(d.source, d.text, d.labels) for d in docs] == [(f"{path}:0", "one", ["a", "b"]), (f"{path}:1", "two", None)]
+
+
+@pytest.mark.parametrize("source", ["does/not/exist.txt", "nowhere/*.jsonl"])
+def test_missing_source_names_the_key_and_pattern(source):
+    with pytest.raises(SaeflowError, match=r"corpus\.source.*" + source.replace("*", r"\*")):
+        resolve_sources(source)
+
+
+def test_non_utf8_file_is_named(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\u00e9".encode("latin-1"))
+    with pytest.raises(SaeflowError, match=r"latin1\.txt: not valid UTF-8"):
+        list(iter_documents([str(path)]))
+
+
+def test_jsonl_missing_text_field_names_line_and_key(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"content": "x"}) + "\n")
+    with pytest.raises(SaeflowError, match=r"c\.jsonl:1: no string field 'text'.*corpus\.text_field"):
+        list(iter_documents([str(path)]))

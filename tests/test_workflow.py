@@ -1,0 +1,108 @@
+"""End to end: the real Snakefile on a tiny causal LM and a tiny corpus, in a temporary folder."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import zarr
+
+from saeflow.storage import read_safetensors
+from workflow_runner import planned_jobs, run_snakemake
+
+DOCS = {
+    "a.txt": "The quick brown fox jumps over the lazy dog. " * 6,
+    "b.txt": "Sparse autoencoders find interpretable features in transformer activations.",
+    "c.txt": "Snakemake builds only what is missing or stale, chunk by chunk. " * 4,
+}
+
+
+def write_corpus(folder, docs=DOCS):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in docs.items():
+        (folder / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(folder / "*.txt")
+
+
+def tiny_config(model_dir, source, layer=1, **overrides):
+    config = {
+        "corpus": {"source": source},
+        "model": {"path": str(model_dir), "context_len": 16, "batch_size": 4},
+        "activations": {"tokens_per_chunk": 160},
+        "saes": {"tiny": {"layer": layer, "k": 4, "expansion": 2}},
+    }
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        config[section][name] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_lm, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    config = tiny_config(tiny_lm, write_corpus(workdir / "corpus"))
+    result = run_snakemake(workdir, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, config
+
+
+def test_run_builds_corpus_chunks_and_mean(finished_run):
+    workdir, _ = finished_run
+    results = workdir / "results"
+    tokens = pq.read_table(results / "corpus/tokens.parquet")
+    plan = json.loads((results / "activations/chunks.json").read_text())["chunks"]
+    assert len(plan) > 1
+    rows = []
+    for chunk in plan:
+        group = zarr.open_group(str(results / f"activations/layer-1/{chunk['id']}.zarr"), mode="r")
+        assert group.attrs["token_start"] == chunk["token_start"]
+        rows.append(group["acts"][:].astype(np.float64))
+    rows = np.concatenate(rows)
+    assert len(rows) == tokens.num_rows
+    mean = read_safetensors(results / "activations/layer-1/mean.safetensors")["mean"]
+    np.testing.assert_allclose(mean, rows.mean(axis=0), rtol=1e-6, atol=1e-7)
+    assert (results / "logs/corpus.log").read_text().count("3 documents") == 1
+    assert (results / "benchmarks/corpus.tsv").exists()
+
+
+def test_second_run_has_nothing_to_do(finished_run, tiny_lm):
+    workdir, config = finished_run
+    result = run_snakemake(workdir, config, "-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_dry_run_plans_one_job_per_chunk_and_a_new_layer_reruns_only_its_part(finished_run):
+    workdir, config = finished_run
+    n_chunks = len(json.loads((workdir / "results/activations/chunks.json").read_text())["chunks"])
+    new_layer = dict(config, saes={"tiny": {"layer": 2, "k": 4, "expansion": 2}})
+    result = run_snakemake(workdir, new_layer, "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {"capture_activations": n_chunks, "layer_mean": 1, "all": 1}
+
+
+BAD_INPUTS = {
+    "missing corpus path": ({"corpus__source": "{tmp}/absent/*.txt"}, "corpus.source: no file matches"),
+    "unknown config key": ({"model__contxt_len": 16}, "unknown config key model.contxt_len"),
+    "wrong type": ({"model__batch_size": "many"}, "config key model.batch_size: 'many' is not of type 'integer'"),
+    "context_len <= 0": ({"model__context_len": 0}, "config key model.context_len: 0 is less than the minimum"),
+    "model path missing": ({"model__path": "{tmp}/no-model"}, "model.path: {tmp}/no-model is not a Hugging Face model directory"),
+    "layer out of range": ({"layer": 7}, "saes.tiny.layer: layer 7 is out of range"),
+    "empty corpus": ({"docs": {"e.txt": ""}}, "corpus.source: the corpus has no document with tokens"),
+    "non-UTF-8 file": ({"docs": {"a.txt": "ok", "l.txt": "caf\u00e9".encode("latin-1")}}, "l.txt: not valid UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_fails_with_one_clear_message_and_no_output(case, tiny_lm, tmp_path):
+    overrides, message = BAD_INPUTS[case]
+    overrides = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in overrides.items()}
+    source = write_corpus(tmp_path / "corpus", overrides.pop("docs", DOCS))
+    config = tiny_config(tiny_lm, source, layer=overrides.pop("layer", 1), **overrides)
+    result = run_snakemake(tmp_path / "work", config)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message.format(tmp=tmp_path) in output
+    assert "Traceback" not in output
+    leftovers = [p for p in (tmp_path / "work").rglob("*") if p.is_file() and "results/logs" not in str(p)
+                 and ".snakemake" not in str(p) and p.name != "config.yaml"]
+    assert leftovers == []
