@@ -1,7 +1,12 @@
 # saeflow: from a transformer and a text corpus to a trained sparse autoencoder and a dashboard.
 # This file is the table of contents; every stage lives in rules/<stage>.smk.
 
-configfile: "config.yaml"
+# config.yaml is the default configuration. A --configfile given on the command line replaces it
+# (rather than merging into it), so a sweep file's `saes:` is the whole list of SAEs; keys it
+# leaves out take the defaults of config.schema.yaml.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "rules/common.smk"
