@@ -15,10 +15,13 @@ include: "rules/common.smk"
 wildcard_constraints:
     layer=r"\d+",
     chunk=r"chunk-\d{4}",
+    sae="|".join(re.escape(name) for name in config["saes"]),
 
 
 include: "rules/corpus.smk"
 include: "rules/activations.smk"
+include: "rules/saes.smk"
+include: "rules/features.smk"
 
 
 rule all:

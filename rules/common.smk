@@ -1,5 +1,6 @@
 # Config validation, the path of every artifact (each pattern written once), and input functions.
 
+import re
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -13,7 +14,7 @@ min_version("8.0")
 sys.path.insert(0, workflow.basedir)
 
 from saeflow import chunks, corpus, model  # noqa: E402
-from saeflow.config import describe_config_error  # noqa: E402
+from saeflow.config import describe_config_error, sae_width  # noqa: E402
 from saeflow.errors import SaeflowError  # noqa: E402
 
 try:
@@ -28,6 +29,14 @@ PATHS = {
     "plan": "results/activations/chunks.json",
     "acts": "results/activations/layer-{layer}/{chunk}.zarr",
     "mean": "results/activations/layer-{layer}/mean.safetensors",
+    "sae_weights": "results/saes/{sae}/sae_weights.safetensors",
+    "sae_cfg": "results/saes/{sae}/cfg.json",
+    "training_log": "results/saes/{sae}/training_log.parquet",
+    "eval": "results/saes/{sae}/eval.json",
+    "checkpoint": "results/saes/{sae}/checkpoint",
+    "features": "results/saes/{sae}/features/{chunk}.zarr",
+    "by_feature": "results/saes/{sae}/features/by_feature.zarr",
+    "metrics": "results/saes/metrics.parquet",
 }
 
 
@@ -51,6 +60,7 @@ MODEL_PATH = str(_checked(lambda: model.resolve_model_path(config["model"]["path
 CORPUS_FILES = _checked(lambda: corpus.resolve_sources(config["corpus"]["source"]))
 for _name, _sae in config["saes"].items():
     _checked(lambda: model.check_layer(_sae["layer"], MODEL_PATH, key=f"saes.{_name}.layer"))
+    _checked(lambda: sae_width(_name, _sae, model.d_model(MODEL_PATH)))
 
 
 def sae_layers():
@@ -68,6 +78,19 @@ def layer_chunks(wildcards):
     return expand(PATHS["acts"], layer=wildcards.layer, chunk=chunk_ids())
 
 
+def sae_layer_chunks(wildcards):
+    """All activation chunks of the layer the SAE reads (the last one is its held-out chunk)."""
+    return expand(PATHS["acts"], layer=config["saes"][wildcards.sae]["layer"], chunk=chunk_ids())
+
+
+def sae_layer_chunk(wildcards):
+    return PATHS["acts"].format(layer=config["saes"][wildcards.sae]["layer"], chunk=wildcards.chunk)
+
+
+def sae_feature_chunks(wildcards):
+    return expand(PATHS["features"], sae=wildcards.sae, chunk=chunk_ids())
+
+
 def final_targets():
     """The default targets: every artifact the implemented stages make."""
     return [
@@ -75,4 +98,6 @@ def final_targets():
         PATHS["documents"],
         PATHS["idf"],
         *expand(PATHS["mean"], layer=sae_layers()),
+        PATHS["metrics"],
+        *expand(PATHS["by_feature"], sae=list(config["saes"])),
     ]

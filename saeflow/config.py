@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import jsonschema
 
+from saeflow.errors import SaeflowError
+
 
 def _validation_error(err: BaseException) -> jsonschema.ValidationError | None:
     """The jsonschema error behind snakemake.utils.validate's WorkflowError, if any."""
@@ -29,3 +31,14 @@ def describe_config_error(err: BaseException) -> str:
     else:
         problem = f"config key {where or '(top level)'}: {cause.message}"
     return f"{problem}; fix config.yaml or the --config override (config.schema.yaml lists every key)"
+
+
+def sae_width(name: str, settings: dict, d_in: int) -> int:
+    """d_sae from the config: `d_sae` if given, else `expansion` × d_model; k must stay below it."""
+    d_sae = settings.get("d_sae") or int(round(settings.get("expansion", 8) * d_in))
+    if settings["k"] >= d_sae:
+        raise SaeflowError(
+            f"saes.{name}.k: k={settings['k']} must be smaller than d_sae={d_sae}; lower k or raise "
+            f"saes.{name}.expansion / d_sae"
+        )
+    return d_sae

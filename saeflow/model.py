@@ -49,14 +49,28 @@ def model_config(path: str) -> dict:
     return json.loads((Path(path) / "config.json").read_text())
 
 
-def n_layers(path: str | Path) -> int:
-    """Number of transformer blocks; hidden_states has n_layers + 1 entries (0 = embeddings)."""
+def _config_int(path: str | Path, keys: tuple[str, ...], what: str) -> int:
     config = model_config(str(path))
-    config = config.get("text_config", config)
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+    config = config.get("text_config", config)  # multimodal configs nest the language model's
+    for key in keys:
         if key in config:
             return int(config[key])
-    raise SaeflowError(f"{path}/config.json: cannot tell the number of layers (no num_hidden_layers)")
+    raise SaeflowError(f"{path}/config.json: cannot tell the {what} (none of {', '.join(keys)})")
+
+
+def n_layers(path: str | Path) -> int:
+    """Number of transformer blocks; hidden_states has n_layers + 1 entries (0 = embeddings)."""
+    return _config_int(path, ("num_hidden_layers", "n_layer", "num_layers"), "number of layers")
+
+
+def d_model(path: str | Path) -> int:
+    return _config_int(path, ("hidden_size", "n_embd", "d_model"), "model width")
+
+
+def is_causal_lm(path: str | Path) -> bool:
+    """Whether the checkpoint is a causal LM (it has a next-token head to measure CE with)."""
+    architectures = model_config(str(path)).get("architectures") or []
+    return any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures)
 
 
 def check_layer(layer: int, path: str | Path, key: str = "layer") -> None:
@@ -87,15 +101,17 @@ def load_tokenizer(path: str | Path):
         raise SaeflowError(f"model.path: cannot load a tokenizer from {path} ({err})") from None
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32"):
-    """The base model (no LM head needed for hidden states), in eval mode on `device`."""
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", with_lm_head: bool = False):
+    """The model in eval mode on `device`: the base model (enough for hidden states), or with
+    its next-token head for CE measurements."""
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise SaeflowError(f"model.dtype: {dtype!r} is not one of {DTYPES}")
+    auto = AutoModelForCausalLM if with_lm_head else AutoModel
     try:
-        model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=getattr(torch, dtype))
+        model = auto.from_pretrained(str(path), local_files_only=True, dtype=getattr(torch, dtype))
     except Exception as err:
         raise SaeflowError(f"model.path: cannot load a model from {path} ({err})") from None
     return model.to(pick_device(device)).eval()

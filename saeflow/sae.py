@@ -6,36 +6,20 @@ Shape letters in names: N tokens, D = d_in, F = d_sae (latents).
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import safetensors.torch
+import numpy as np
 import torch
 
+from saeflow import storage
 from saeflow.errors import SaeflowError
 
 WEIGHTS_FILE = "sae_weights.safetensors"
 CFG_FILE = "cfg.json"
 # cfg.json keys only the caller knows; save() adds the ones the model knows.
 CALLER_CFG_KEYS = ("name", "model", "layer", "seed", "hook_name")
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write through a temp file in the same directory and os.replace, so that a reader (or a
-    rerun after a crash) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    # Not tempfile.mkstemp: its 0600 mode would stick to the result; open() honours the umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def batch_topk(acts_NF: torch.Tensor, k: int) -> torch.Tensor:
@@ -80,16 +64,16 @@ class BatchTopKSAE(torch.nn.Module):
 
     def encode_per_token(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each token's k largest relu(pre) as (values [N, k], indices [N, k]), strongest first.
-        A slot whose value is 0 is padding and gets index -1, as in the feature store."""
+        A slot whose value is 0 is padding: its index is a valid but arbitrary latent (so the
+        pair can be scattered as is); the feature store writes -1 there."""
         top = self.pre_activations(x_ND).relu().topk(self.k, dim=-1)
-        return top.values, top.indices.masked_fill(top.values == 0, -1)
+        return top.values, top.indices
 
     def encode_dense(self, x_ND: torch.Tensor) -> torch.Tensor:
         """The per-token top-k encoding as a dense [N, d_sae] tensor."""
         values_NK, indices_NK = self.encode_per_token(x_ND)
-        # Padding slots carry value 0, so sending them to latent 0 adds nothing.
         dense_NF = torch.zeros(x_ND.shape[0], self.d_sae, dtype=values_NK.dtype, device=x_ND.device)
-        return dense_NF.scatter_add(1, indices_NK.clamp(min=0), values_NK)
+        return dense_NF.scatter(1, indices_NK, values_NK)
 
     def encode_batch_topk(self, x_ND: torch.Tensor) -> torch.Tensor:
         """The training encoding: dense [N, d_sae] with the k*N largest relu(pre) of the batch."""
@@ -167,11 +151,8 @@ class BatchTopKSAE(torch.nn.Module):
         if missing:
             raise SaeflowError(f"SAE cfg lacks {missing}: pass them to save() (needed in cfg.json)")
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {
-            name: p.detach().to("cpu", torch.float32).contiguous() for name, p in self.named_parameters()
-        }
-        atomic_write_bytes(directory / WEIGHTS_FILE, safetensors.torch.save(tensors))
+        arrays = {name: p.detach().cpu().numpy().astype(np.float32) for name, p in self.named_parameters()}
+        storage.write_safetensors(directory / WEIGHTS_FILE, arrays, metadata={})
         full_cfg = {
             **cfg,
             "d_in": self.d_in,
@@ -182,26 +163,22 @@ class BatchTopKSAE(torch.nn.Module):
             "normalize_activations": "none",
             "dtype": "float32",
         }
-        atomic_write_bytes(directory / CFG_FILE, (json.dumps(full_cfg, indent=2) + "\n").encode())
+        storage.write_json(directory / CFG_FILE, full_cfg)
         return full_cfg
 
     @classmethod
     def load(cls, directory: str | Path) -> tuple[BatchTopKSAE, dict]:
         """Read an SAE written by save(); returns (sae on CPU, cfg)."""
         directory = Path(directory)
-        for name in (WEIGHTS_FILE, CFG_FILE):
-            if not (directory / name).is_file():
-                raise SaeflowError(f"{directory / name} is missing: train the SAE first, or point "
-                                   f"to a directory holding {WEIGHTS_FILE} and {CFG_FILE}")
-        cfg = json.loads((directory / CFG_FILE).read_text())
+        cfg = storage.read_json(directory / CFG_FILE)
         missing = [key for key in ("d_in", "d_sae", "k") if key not in cfg]
         if missing:
             raise SaeflowError(f"{directory / CFG_FILE} lacks {missing}: rewrite it with save()")
         sae = cls(cfg["d_in"], cfg["d_sae"], cfg["k"], cfg.get("seed", 0))
-        tensors = safetensors.torch.load_file(directory / WEIGHTS_FILE)
+        arrays = storage.read_safetensors(directory / WEIGHTS_FILE)
         with torch.no_grad():
             for name, param in sae.named_parameters():
-                stored = tensors.get(name)
+                stored = arrays.get(name)
                 if stored is None or stored.shape != param.shape:
                     found = None if stored is None else list(stored.shape)
                     raise SaeflowError(
@@ -209,7 +186,7 @@ class BatchTopKSAE(torch.nn.Module):
                         f"(d_in={cfg['d_in']}, d_sae={cfg['d_sae']}) needs {list(param.shape)}; "
                         "the two files come from different SAEs: retrain or restore the pair"
                     )
-                param.copy_(stored)
+                param.copy_(torch.from_numpy(stored))
         return sae, cfg
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -25,15 +26,29 @@ from zarr.codecs import BloscCodec
 
 from saeflow.errors import SaeflowError
 
+# Our stores use numcodecs filters (delta) that zarr-python reads; other Zarr implementations
+# may not, which zarr warns about on every array: once in the docs is enough.
+warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 def _temp_sibling(target: Path, is_dir: bool) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}.tmp-"
     if is_dir:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
-    os.close(fd)
-    return Path(name)
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
+        os.close(fd)
+        path = Path(name)
+    # mkstemp/mkdtemp make private files; artifacts get the usual permissions instead.
+    path.chmod((0o777 if is_dir else 0o666) & ~_umask())
+    return path
 
 
 def _remove(path: Path) -> None:
@@ -139,13 +154,14 @@ class ZarrChunkWriter:
         self.group = zarr.open_group(str(self._tmp), mode="w", zarr_format=3)
         self.group.attrs.update(attrs)
 
-    def create(self, name: str, shape: tuple, dtype, rows_per_chunk: int = 8192) -> zarr.Array:
+    def create(self, name: str, shape: tuple, dtype, rows_per_chunk: int = 8192, filters=()) -> zarr.Array:
         rows = max(1, min(rows_per_chunk, shape[0]))
         return self.group.create_array(
             name,
             shape=shape,
             dtype=dtype,
             chunks=(rows, *shape[1:]),
+            filters=list(filters),
             compressors=_compressor(dtype),
             fill_value=0,
         )

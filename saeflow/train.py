@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import safetensors.torch
 import torch
 
+from saeflow import storage
 from saeflow.errors import SaeflowError
-from saeflow.sae import BatchTopKSAE, TrainingOutput, atomic_write_bytes
+from saeflow.sae import BatchTopKSAE, TrainingOutput
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +153,19 @@ def train_sae(
     resumed; one with other settings is ignored and overwritten. The caller must keep the data
     behind batch_source unchanged between the runs. stop_after_steps (for tests) returns after
     that many steps in all, checkpoint written, as if the run had been killed there.
+    progress(step, total_steps, log_row) runs after every step (log_row None between logs),
+    e.g. `lambda step, total, row: bar.update()` for a tqdm bar. Bit-identical for a seed on
+    CPU with the same thread count.
     """
+    _require(math.isfinite(input_scale) and input_scale > 0, "input_scale", input_scale,
+             "use a finite scale > 0 (see unit_mean_squared_norm_scale)")
     device = torch.device(device)
     sae = BatchTopKSAE(d_in, cfg.d_sae, cfg.k, cfg.seed).to(device)
     optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.resolved_lr(), betas=cfg.adam_betas)
     since_fired_F = torch.zeros(cfg.d_sae, dtype=torch.int64, device=device)
-    settings = json.loads(json.dumps({"train": dataclasses.asdict(cfg), "d_in": d_in, "input_scale": input_scale}))
+    # Round-tripped through JSON so that it compares equal to a checkpoint's copy.
+    settings = json.loads(json.dumps({"train": dataclasses.asdict(cfg), "d_in": d_in,
+                                      "input_scale": input_scale}))
     state = {"step": 0, "tokens_seen": 0, "log_rows": []}
     checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     resumed = checkpoint_dir is not None and _load_checkpoint(
@@ -183,7 +190,8 @@ def train_sae(
             row = _log_row(state, x_ND, out, since_fired_F >= cfg.dead_tokens)
             state["log_rows"].append(row)
             log.info("step %(step)d: loss %(loss).4g fvu %(fvu).4g l0 %(l0).1f dead %(dead_fraction).3f", row)
-        if checkpoint_dir is not None and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == stop_at):
+        at_checkpoint = state["step"] % cfg.checkpoint_every == 0 or state["step"] == stop_at
+        if checkpoint_dir is not None and at_checkpoint:
             _save_checkpoint(checkpoint_dir, settings, sae, optimizer, since_fired_F, state)
         if progress is not None:
             progress(state["step"], cfg.total_steps, row)
@@ -195,7 +203,8 @@ def train_sae(
 def _init_b_dec(sae: BatchTopKSAE, init_sample: np.ndarray, input_scale: float, how: str) -> None:
     """Start b_dec at the centre of the (scaled) data, so the encoder first sees centred inputs."""
     if init_sample.ndim != 2 or init_sample.shape[1] != sae.d_in or len(init_sample) == 0:
-        raise SaeflowError(f"init_sample has shape {init_sample.shape}; it must be [n >= 1, d_in={sae.d_in}]")
+        raise SaeflowError(f"init_sample has shape {init_sample.shape}; "
+                           f"it must be [n >= 1, d_in={sae.d_in}]")
     scaled_ND = init_sample.astype(np.float64) * input_scale
     centre_D = geometric_median(scaled_ND) if how == "geometric_median" else scaled_ND.mean(axis=0)
     with torch.no_grad():
@@ -234,17 +243,15 @@ def _log_row(state: dict, x_ND: torch.Tensor, out: TrainingOutput, dead_F: torch
 # points at a complete tensors file of the same step.
 def _save_checkpoint(directory: Path, settings: dict, sae: BatchTopKSAE, optimizer: torch.optim.Adam,
                      since_fired_F: torch.Tensor, state: dict) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {"since_fired": since_fired_F}
     for name, param in sae.named_parameters():
-        tensors[f"sae.{name}"] = param.detach()
+        tensors[f"sae.{name}"] = param
         for key, value in optimizer.state.get(param, {}).items():
             tensors[f"adam.{name}.{key}"] = value
     tensors_file = f"checkpoint-{state['step']:09d}.safetensors"
-    tensors = {key: value.cpu().contiguous() for key, value in tensors.items()}
-    atomic_write_bytes(directory / tensors_file, safetensors.torch.save(tensors))
-    meta = {**state, "settings": settings, "tensors": tensors_file}
-    atomic_write_bytes(directory / CHECKPOINT_JSON, json.dumps(meta).encode())
+    arrays = {key: value.detach().cpu().numpy() for key, value in tensors.items()}
+    storage.write_safetensors(directory / tensors_file, arrays, metadata={})
+    storage.write_json(directory / CHECKPOINT_JSON, {**state, "settings": settings, "tensors": tensors_file})
     for old in directory.glob("checkpoint-*.safetensors"):
         if old.name != tensors_file:
             old.unlink()
@@ -255,11 +262,12 @@ def _load_checkpoint(directory: Path, settings: dict, sae: BatchTopKSAE, optimiz
     """Restore a checkpoint with the same settings into the arguments; False if there is none."""
     if not (directory / CHECKPOINT_JSON).is_file():
         return False
-    meta = json.loads((directory / CHECKPOINT_JSON).read_text())
+    meta = storage.read_json(directory / CHECKPOINT_JSON)
     if meta["settings"] != settings:
         log.warning("ignoring the checkpoint in %s: it was made with other settings", directory)
         return False
-    tensors = safetensors.torch.load_file(directory / meta["tensors"])
+    arrays = storage.read_safetensors(directory / meta["tensors"])
+    tensors = {key: torch.from_numpy(array) for key, array in arrays.items()}
     adam_state = {}
     with torch.no_grad():
         for index, (name, param) in enumerate(sae.named_parameters()):

@@ -45,8 +45,7 @@ def to_dense(values, indices, d_sae):
     dense = np.zeros((len(values), d_sae))
     for row, (vals, idx) in enumerate(zip(values, indices)):
         for v, i in zip(vals, idx):
-            if i >= 0:
-                dense[row, i] += v
+            dense[row, i] += v
     return dense
 
 
@@ -72,14 +71,15 @@ def test_bad_d_sae_raises_naming_d_sae():
 
 
 def test_per_token_encoding_matches_numpy_topk_with_padding():
-    sae = random_sae(b_enc_shift=-1.5)
+    sae = random_sae(b_enc_shift=-3.0)
     x = np.random.default_rng(0).normal(size=(200, D_IN)).astype(np.float32)
-    values, indices = (t.numpy() for t in sae.encode_per_token(torch.from_numpy(x)))
+    values, indices = (t.detach().numpy() for t in sae.encode_per_token(torch.from_numpy(x)))
     assert values.shape == indices.shape == (200, K)
     expected = np_per_token_topk(np_relu_pre(weights(sae), x.astype(np.float64)), K)
     np.testing.assert_allclose(to_dense(values, indices, D_SAE), expected, rtol=1e-5, atol=1e-5)
-    assert ((values == 0) == (indices == -1)).all()  # padding is value 0 with index -1
     assert (values == 0).any() and (values > 0).any()  # the shift did leave some tokens < k active
+    assert ((indices >= 0) & (indices < D_SAE)).all()  # padding too: scatterable as is
+    assert all(len(set(row)) == K for row in indices)
     assert ((values != 0).sum(axis=1) <= K).all()
     assert (np.diff(values, axis=1) <= 0).all()  # strongest first
     np.testing.assert_allclose(sae.encode_dense(torch.from_numpy(x)).detach().numpy(), expected, rtol=1e-5, atol=1e-5)
@@ -133,8 +133,9 @@ def test_remove_parallel_grad_then_normalize():
     w = sae.W_dec.detach().numpy().astype(np.float64)
     g = grad_before.numpy().astype(np.float64)
     expected = g - (g * w).sum(axis=1, keepdims=True) * w
-    np.testing.assert_allclose(sae.W_dec.grad.numpy(), expected, atol=1e-6)
-    np.testing.assert_allclose((sae.W_dec.grad * sae.W_dec).sum(dim=1).detach().numpy(), 0, atol=1e-6)
+    np.testing.assert_allclose(sae.W_dec.grad.numpy(), expected, rtol=1e-5, atol=1e-5)
+    parallel = (sae.W_dec.grad * sae.W_dec).sum(dim=1).detach().numpy()
+    np.testing.assert_allclose(parallel, 0, atol=1e-6 * np.abs(g).max())
 
     with torch.no_grad():
         sae.W_dec.mul_(torch.linspace(0.5, 3, D_SAE)[:, None])
@@ -181,7 +182,7 @@ def test_save_load_round_trip(tmp_path):
     assert loaded_cfg == cfg and loaded.k == K
     for (name, p), (_, q) in zip(sae.named_parameters(), loaded.named_parameters()):
         assert torch.equal(p, q), name
-    assert sorted(p.name for p in (tmp_path / "sae").iterdir()) == [WEIGHTS_FILE, CFG_FILE]  # no temp files left
+    assert sorted(p.name for p in (tmp_path / "sae").iterdir()) == sorted([WEIGHTS_FILE, CFG_FILE])  # no temp files left
 
 
 def test_save_requires_caller_keys(tmp_path):
@@ -190,9 +191,14 @@ def test_save_requires_caller_keys(tmp_path):
 
 
 def test_load_missing_file_and_shape_mismatch(tmp_path):
-    with pytest.raises(SaeflowError, match=WEIGHTS_FILE):
+    with pytest.raises(SaeflowError, match=CFG_FILE):
         BatchTopKSAE.load(tmp_path)
     random_sae().save(tmp_path, CALLER_CFG)
+    weights_bytes = (tmp_path / WEIGHTS_FILE).read_bytes()
+    (tmp_path / WEIGHTS_FILE).unlink()
+    with pytest.raises(SaeflowError, match=WEIGHTS_FILE):
+        BatchTopKSAE.load(tmp_path)
+    (tmp_path / WEIGHTS_FILE).write_bytes(weights_bytes)
     cfg = json.loads((tmp_path / CFG_FILE).read_text())
     (tmp_path / CFG_FILE).write_text(json.dumps({**cfg, "d_sae": D_SAE * 2}))
     with pytest.raises(SaeflowError, match="W_enc"):

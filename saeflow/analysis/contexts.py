@@ -1,0 +1,54 @@
+"""The context shown with an example: tokens around its max, clipped to its sequence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from saeflow.analysis.entries import Entries
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Window j holds token[offsets[j]:offsets[j+1]] (global token indices, in order)."""
+
+    pos: np.ndarray  # int64, position of the example's max within its sequence
+    offsets: np.ndarray  # int64 [n_examples + 1]
+    token: np.ndarray  # int64
+
+
+def context_windows(token: np.ndarray, token_seq: np.ndarray, context: int, token_offset: int = 0) -> Windows:
+    """Tokens token-context .. token+context of each example, clipped to the example's sequence.
+
+    token_seq[t - token_offset] is the seq of token t; it is sorted (tokens are ordered by
+    (seq, pos)) and must cover every sequence of the examples whole.
+    """
+    token = np.asarray(token, dtype=np.int64)
+    token_seq = np.asarray(token_seq)
+    seq = token_seq[token - token_offset]
+    start = token_offset + np.searchsorted(token_seq, seq, side="left")
+    end = token_offset + np.searchsorted(token_seq, seq, side="right")
+    first = np.maximum(token - context, start)
+    lengths = np.minimum(token + context + 1, end) - first
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    flat = np.repeat(first - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return Windows(pos=token - start, offsets=offsets, token=flat)
+
+
+def activations_at(entries: Entries, feature: np.ndarray, token: np.ndarray) -> np.ndarray:
+    """float32 activation of feature[i] on token[i]; 0 where the entries have none.
+
+    Tokens or features outside the entries' source (another chunk, another shard) also read 0.
+    """
+    # One sorted (token, feature) key per entry, then a binary search per query.
+    keys = entries.token * entries.n_features + entries.local
+    order = np.argsort(keys)
+    keys, value = keys[order], entries.value[order]
+    local = np.asarray(feature, dtype=np.int64) - entries.first_feature
+    covered = (local >= 0) & (local < entries.n_features)
+    if keys.size == 0:
+        return np.zeros(local.shape, dtype=np.float32)
+    query = np.asarray(token, dtype=np.int64) * entries.n_features + local
+    at = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+    return np.where(covered & (keys[at] == query), value[at], 0).astype(np.float32)

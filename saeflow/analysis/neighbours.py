@@ -1,0 +1,80 @@
+"""Nearest other features: by decoder cosine, and by Jaccard index of active-token sets.
+
+Both work on a block of features at a time ([block, n_features] scores); ties go to the
+smaller feature id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from saeflow.analysis.topk import top_k_entries, top_k_per_row
+from saeflow.errors import SaeflowError
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Rows in (feature, rank) order; rank 0 is the nearest."""
+
+    feature: np.ndarray  # int64
+    rank: np.ndarray  # int64
+    other: np.ndarray  # int64
+    score: np.ndarray  # float64 (Jaccard) or W_dec's float dtype (cosine)
+
+
+def cosine_neighbours(W_dec_FD: np.ndarray, n: int, block_size: int = 1024) -> Neighbours:
+    """The n features whose decoder rows have the largest cosine with each row (a zero row has cosine 0)."""
+    W_dec_FD = np.asarray(W_dec_FD)
+    norm = np.sqrt(np.einsum("fd,fd->f", W_dec_FD, W_dec_FD))
+    parts = []
+    for start in range(0, W_dec_FD.shape[0], block_size):
+        dots_BF = W_dec_FD[start : start + block_size] @ W_dec_FD.T
+        denominator = norm[start : start + block_size, None] * norm[None, :]
+        cosine_BF = np.divide(dots_BF, denominator, out=np.zeros_like(dots_BF), where=denominator > 0)
+        parts.append(_nearest(cosine_BF, start, n))
+    return Neighbours(*(np.concatenate([getattr(p, field.name) for p in parts]) for field in fields(Neighbours)))
+
+
+def cooccurrence_counts(
+    indices: np.ndarray, values: np.ndarray, block_start: int, block_stop: int, n_features: int
+) -> np.ndarray:
+    """[block_stop - block_start, n_features] int64 count of a chunk's tokens active on both features.
+
+    Sum over chunks for the whole corpus; the diagonal counts each feature's active tokens.
+    """
+    indices = np.asarray(indices)
+    active = np.where((indices >= 0) & (np.asarray(values) != 0), indices, -1).astype(np.int64)
+    if active.size and active.max() >= n_features:
+        raise SaeflowError(f"sparse chunk has feature id {active.max()} but n_features is {n_features}")
+    row, col = np.nonzero((active >= block_start) & (active < block_stop))
+    partners = active[row]  # [m, k]: the other features active on each in-block entry's token
+    paired = partners >= 0
+    first = np.repeat(active[row, col] - block_start, paired.sum(axis=1))
+    size = (block_stop - block_start) * n_features
+    return np.bincount(first * n_features + partners[paired], minlength=size).reshape(-1, n_features)
+
+
+def coactivation_neighbours(counts_BF: np.ndarray, block_start: int, n_active: np.ndarray, n: int) -> Neighbours:
+    """The n features with the largest Jaccard index to each block feature, among those sharing a token.
+
+    counts_BF: cooccurrence_counts summed over all chunks; n_active: every feature's active tokens.
+    """
+    row, other = np.nonzero(counts_BF)  # only pairs sharing a token are candidates
+    feature = block_start + row
+    apart = other != feature
+    row, other, feature = row[apart], other[apart], feature[apart]
+    shared = counts_BF[row, other]
+    n_active = np.asarray(n_active, dtype=np.int64)
+    jaccard = shared / (n_active[feature] + n_active[other] - shared)
+    feature, other, score, rank = top_k_entries(feature, other, jaccard, n)
+    return Neighbours(feature=feature, rank=rank, other=other, score=score)
+
+
+def _nearest(scores_BF: np.ndarray, start: int, n: int) -> Neighbours:
+    """Top n per row excluding the row's own feature (start + row)."""
+    rows = np.arange(scores_BF.shape[0])
+    scores_BF[rows, start + rows] = -np.inf
+    row, other, score, rank = top_k_per_row(scores_BF, n)
+    return Neighbours(feature=start + row, rank=rank, other=other, score=score)

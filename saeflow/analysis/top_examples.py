@@ -1,0 +1,74 @@
+"""Each feature's strongest sequences: per-sequence maxima, per-chunk candidates, exact merge.
+
+A sequence's activation is the feature's max over it, at the first token reaching it. Sequences
+rank by (activation desc, seq asc). A chunk keeps only its top_k per feature: a sequence in the
+global top_k is beaten by fewer than top_k others anywhere, so also within its chunk, hence the
+union of chunk candidates always contains the global answer. The merge also reduces a sequence
+that appears in several parts to its max, so it stays exact even for chunks that split one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from saeflow.analysis.entries import Entries
+from saeflow.analysis.groups import rank_in_runs, run_starts
+from saeflow.errors import SaeflowError
+
+
+@dataclass(frozen=True)
+class SeqMax:
+    """One row per (feature, seq) where the feature fires, sorted by (feature, seq)."""
+
+    feature: np.ndarray  # int64
+    seq: np.ndarray  # int64
+    activation: np.ndarray  # float32, the feature's max over the sequence
+    token: np.ndarray  # int64, global token index of the first token reaching it
+
+
+@dataclass(frozen=True)
+class TopExamples:
+    """Rows in (feature, rank) order; rank 0 is the strongest sequence."""
+
+    feature: np.ndarray
+    rank: np.ndarray
+    activation: np.ndarray
+    seq: np.ndarray
+    token: np.ndarray
+
+
+def sequence_maxima(entries: Entries, token_seq: np.ndarray, token_offset: int = 0) -> SeqMax:
+    """Per-(feature, seq) maxima; token_seq[t - token_offset] is the seq of token t."""
+    seq = np.asarray(token_seq)[entries.token - token_offset].astype(np.int64)
+    return _reduce(entries.feature, seq, entries.value, entries.token)
+
+
+def top_sequences(maxima: SeqMax, top_k: int) -> TopExamples:
+    """The top_k sequences of each feature by (activation desc, seq asc)."""
+    order = np.lexsort((maxima.seq, -maxima.activation, maxima.feature))
+    rank = rank_in_runs(run_starts(maxima.feature[order]))
+    kept = rank < top_k
+    keep = order[kept]
+    return TopExamples(maxima.feature[keep], rank[kept], maxima.activation[keep], maxima.seq[keep], maxima.token[keep])
+
+
+def merge_top(parts: Sequence[TopExamples], top_k: int) -> TopExamples:
+    """The top_k over the union of the parts' tokens, given each part's top_k (or more)."""
+    if not parts:
+        raise SaeflowError("merge_top needs at least one part")
+
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([getattr(part, name) for part in parts])
+
+    maxima = _reduce(joined("feature"), joined("seq"), joined("activation"), joined("token"))
+    return top_sequences(maxima, top_k)
+
+
+def _reduce(feature: np.ndarray, seq: np.ndarray, activation: np.ndarray, token: np.ndarray) -> SeqMax:
+    """Keep each (feature, seq)'s largest activation, the smallest token among ties."""
+    order = np.lexsort((token, -activation, seq, feature))
+    keep = order[run_starts(feature[order], seq[order])]
+    return SeqMax(feature[keep], seq[keep], activation[keep], token[keep])

@@ -1,0 +1,69 @@
+"""Shuffled training batches streamed from activation chunks through a bounded buffer.
+
+The stream never holds more than the buffer plus one read block: chunks are visited in a
+seeded random order each epoch, their rows pour into a buffer of `buffer_tokens` rows, and each
+batch takes `batch_size` random buffer rows, which the next incoming rows replace. The stream
+is a pure function of the seed, so a resumed run replays it to the batch it stopped at.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+
+from saeflow.activations import iter_chunk_rows
+
+
+def _rows_forever(chunk_paths: list, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    while True:
+        for index in rng.permutation(len(chunk_paths)):
+            yield from iter_chunk_rows(chunk_paths[index])
+
+
+def shuffled_batches(chunk_paths: list, batch_size: int, buffer_tokens: int, seed: int) -> Iterator[np.ndarray]:
+    """An endless stream of float32 batches [batch_size, d_model] of shuffled rows."""
+    rng = np.random.default_rng(seed)
+    blocks = _rows_forever(chunk_paths, rng)
+    pending = np.empty((0, 0), dtype=np.float32)
+
+    def take(n: int) -> np.ndarray:
+        nonlocal pending
+        parts, have = [], 0
+        while have < n:
+            if not len(pending):
+                pending = next(blocks)
+            part, pending = pending[: n - have], pending[n - have :]
+            parts.append(part)
+            have += len(part)
+        return np.concatenate(parts)
+
+    buffer = take(max(buffer_tokens, batch_size))
+    while True:
+        picked = rng.choice(len(buffer), size=batch_size, replace=False)
+        yield buffer[picked].copy()
+        buffer[picked] = take(batch_size)
+
+
+def batch_source(chunk_paths: list, batch_size: int, buffer_tokens: int, seed: int) -> Callable[[int], Iterator[np.ndarray]]:
+    """`source(start_step)`: the stream from batch number `start_step` on (for resuming)."""
+
+    def source(start_step: int) -> Iterator[np.ndarray]:
+        stream = shuffled_batches(chunk_paths, batch_size, buffer_tokens, seed)
+        for _ in range(start_step):
+            next(stream)
+        return stream
+
+    return source
+
+
+def first_rows(chunk_paths: list, n_rows: int) -> np.ndarray:
+    """Up to `n_rows` rows from the start of the chunks (a sample for initialisation and scaling)."""
+    parts, have = [], 0
+    for path in chunk_paths:
+        for block in iter_chunk_rows(path):
+            parts.append(block[: n_rows - have])
+            have += len(parts[-1])
+            if have >= n_rows:
+                return np.concatenate(parts)
+    return np.concatenate(parts)

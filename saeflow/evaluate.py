@@ -1,0 +1,96 @@
+"""Held-out evaluation of a trained SAE: FVU, L0, dead fraction, and for causal LMs the CE loss
+with the SAE spliced into the model (clean vs spliced vs zero-ablated)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from saeflow.activations import iter_chunk_rows, length_sorted_batches
+from saeflow.chunks import Chunk, read_token_rows
+from saeflow.splice import replaced_hidden_states
+
+log = logging.getLogger(__name__)
+
+
+def iter_chunk_rows_all(chunk_paths: list):
+    for path in chunk_paths:
+        yield from iter_chunk_rows(path)
+
+
+def reconstruction_metrics(sae, chunk_paths: list) -> dict:
+    """FVU against the held-out mean, L0 of the per-token top-k encoding, never-active fraction."""
+    d_sae = sae.W_enc.shape[1]
+    fired = np.zeros(d_sae, dtype=bool)
+    n = 0
+    sum_x = sum_sq = sse = nonzeros = 0.0
+    with torch.inference_mode():
+        for block in iter_chunk_rows_all(chunk_paths):
+            x = torch.from_numpy(block)
+            dense = sae.encode_dense(x)
+            sse += float(((sae.decode(dense) - x).double() ** 2).sum())
+            sum_x = sum_x + x.double().sum(0)
+            sum_sq += float((x.double() ** 2).sum())
+            active = dense > 0
+            nonzeros += float(active.sum())
+            fired |= active.any(0).numpy()
+            n += len(x)
+    total_variance = sum_sq - float((sum_x**2).sum()) / n
+    return {
+        "holdout_tokens": n,
+        "fvu": sse / total_variance,
+        "l0": nonzeros / n,
+        "dead_fraction": float(1 - fired.mean()),
+    }
+
+
+def _sequences(tokens_path, chunk: Chunk, max_sequences: int):
+    rows = read_token_rows(tokens_path, chunk.token_start, chunk.token_stop, ["seq", "token_id"])
+    starts = np.flatnonzero(np.diff(rows["seq"], prepend=-1))[:max_sequences]
+    lengths = np.diff(np.append(starts, len(rows["seq"])))[: len(starts)]
+    return rows["token_id"].astype(np.int64), starts, lengths
+
+
+def _mean_next_token_ce(model, token_ids, starts, lengths, batch_size: int) -> float:
+    """Mean cross-entropy of next-token prediction over all predicted positions."""
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    for batch in length_sorted_batches(lengths, batch_size):
+        width = int(lengths[batch].max())
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, seq in enumerate(batch):
+            ids[row, : lengths[seq]] = torch.from_numpy(token_ids[starts[seq] : starts[seq] + lengths[seq]])
+            mask[row, : lengths[seq]] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        targets = ids[:, 1:].to(device).masked_fill(mask[:, 1:].to(device) == 0, -100)
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        total += float(loss)
+        count += int((targets != -100).sum())
+    return total / count
+
+
+def spliced_ce(sae, lm, layer: int, n_layers: int, tokens_path, chunk: Chunk,
+               max_sequences: int = 128, batch_size: int = 16) -> dict:
+    """CE loss of a causal LM on held-out sequences: clean, with the SAE's reconstruction in
+    place of hidden_states[layer], and with zeros there; and the fraction of CE recovered."""
+    token_ids, starts, lengths = _sequences(tokens_path, chunk, max_sequences)
+    sae_device = sae.W_enc.device
+
+    def reconstruct(hidden):
+        flat = hidden.reshape(-1, hidden.shape[-1]).to(sae_device, torch.float32)
+        return sae(flat).reshape(hidden.shape).to(hidden.device, hidden.dtype)
+
+    with torch.inference_mode():
+        clean = _mean_next_token_ce(lm, token_ids, starts, lengths, batch_size)
+        with replaced_hidden_states(lm, layer, n_layers, reconstruct):
+            spliced = _mean_next_token_ce(lm, token_ids, starts, lengths, batch_size)
+        with replaced_hidden_states(lm, layer, n_layers, torch.zeros_like):
+            zero = _mean_next_token_ce(lm, token_ids, starts, lengths, batch_size)
+    recovered = (zero - spliced) / (zero - clean) if zero != clean else None
+    log.info("CE on %d held-out sequences: clean %.4f, spliced %.4f, zero %.4f", len(starts), clean, spliced, zero)
+    return {"ce_clean": clean, "ce_spliced": spliced, "ce_zero": zero, "ce_recovered": recovered}

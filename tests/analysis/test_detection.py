@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from saeflow.analysis.detection import detection_scores, doc_maxima, merge_doc_maxima
+from saeflow.errors import SaeflowError
+
+from .problems import make_problem
+
+
+def oracle(doc_max, thresholds, member):
+    rows = []
+    for u, column in enumerate(doc_max.T):
+        for label, positive in enumerate(member.T):
+            detected = column >= thresholds[u]
+            tp = (detected & positive).sum()
+            precision = tp / detected.sum() if detected.sum() else np.nan
+            recall = tp / positive.sum() if positive.sum() else np.nan
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else (
+                0.0 if precision + recall == 0 else np.nan)
+            pos, neg = column[positive], column[~positive]
+            if pos.size and neg.size:
+                auroc = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean()
+            else:
+                auroc = np.nan
+            rows.append((u, label, precision, recall, f1, auroc))
+    return [np.array(column, dtype=float) for column in zip(*rows)]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_scores_match_the_oracle(tied):
+    problem = make_problem(20, n_seqs=40, tied=tied)
+    n_docs = problem.doc.max() + 1
+    rng = np.random.default_rng(0)
+    member = rng.random((n_docs, 4)) < 0.4
+    member[:, 2] = True  # on every document: AUROC undefined
+    member[:, 3] = False  # on none: recall and AUROC undefined
+    doc, label = np.nonzero(member)
+    doc, label = np.append(doc, doc[0]), np.append(label, label[0])  # a repeated pair counts once
+
+    doc_max = np.zeros((n_docs, problem.n_features), dtype=np.float32)
+    np.maximum.at(doc_max, problem.doc, problem.dense)
+    thresholds = np.array([np.percentile(c[c > 0], 60) if (c > 0).any() else np.nan for c in problem.dense.T])
+    thresholds[5] = 1e9  # detects nothing: precision undefined
+
+    parts = [doc_maxima(problem.entries(a, b), problem.doc[a:b], token_offset=a) for a, b in problem.chunk_bounds()]
+    got = detection_scores(merge_doc_maxima(parts), thresholds, doc, label, n_docs, 4)
+    expected = oracle(doc_max, thresholds, member)
+    for name, column in zip(("unit", "label", "precision", "recall", "f1", "auroc"), expected):
+        np.testing.assert_allclose(getattr(got, name), column, rtol=1e-12, atol=1e-15, err_msg=name)
+    assert np.isnan(got.auroc[got.label >= 2]).all()
+
+
+def test_doc_maxima_merge_over_chunks_that_split_documents():
+    problem = make_problem(21, n_seqs=20)
+    whole = doc_maxima(problem.entries(), problem.doc)
+    parts = [doc_maxima(problem.entries(a, a + 3), problem.doc[a : a + 3], a) for a in range(0, problem.n_tokens, 3)]
+    merged = merge_doc_maxima(parts)
+    for name in ("unit", "doc", "value"):
+        np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name))
+
+
+def test_bad_input_is_an_error():
+    problem = make_problem(22)
+    maxima = doc_maxima(problem.entries(), problem.doc)
+    n_docs = problem.doc.max() + 1
+    with pytest.raises(SaeflowError):
+        detection_scores(maxima, np.zeros(problem.n_features), [], [], n_docs, 1)
+    with pytest.raises(SaeflowError):
+        detection_scores(maxima, np.ones(problem.n_features), [n_docs], [0], n_docs, 1)
+    with pytest.raises(SaeflowError):
+        detection_scores(maxima, np.ones(problem.n_features), [0, 1], [0], n_docs, 1)
+    with pytest.raises(SaeflowError):
+        detection_scores(maxima, np.ones(2), [], [], n_docs, 1)
+    with pytest.raises(SaeflowError):
+        merge_doc_maxima([])
