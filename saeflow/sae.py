@@ -25,8 +25,19 @@ CALLER_CFG_KEYS = ("name", "model", "layer", "seed", "hook_name")
 def batch_topk(acts_NF: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the k*N largest entries of the whole batch, zero the rest: tokens share a budget of
     k latents each on average, so a hard token may use more than k and an easy one fewer."""
+    n_tokens, d_sae = acts_NF.shape
+    budget = k * n_tokens
+    width = 4 * k  # candidates per token: one top-k over [N, d_sae] is 3x slower than two small ones
+    if width < d_sae:
+        candidates = acts_NF.topk(width, dim=1, sorted=False)
+        top = candidates.values.flatten().topk(budget, sorted=False)
+        rows = torch.div(top.indices, width, rounding_mode="floor")
+        # Exact unless a token had all its candidates chosen (it might own even more of the top).
+        if torch.bincount(rows, minlength=n_tokens).max() < width:
+            columns = candidates.indices.flatten()[top.indices]
+            return torch.zeros_like(acts_NF).index_put_((rows, columns), top.values)
     flat = acts_NF.flatten()
-    top = flat.topk(k * acts_NF.shape[0], sorted=False)
+    top = flat.topk(budget, sorted=False)
     return torch.zeros_like(flat).scatter(0, top.indices, top.values).view_as(acts_NF)
 
 

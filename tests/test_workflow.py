@@ -24,12 +24,18 @@ def write_corpus(folder, docs=DOCS):
     return str(folder / "*.txt")
 
 
-def tiny_config(model_dir, source, layer=1, **overrides):
+TRAINING = {"train_tokens": 1024, "batch_size": 128, "shuffle_buffer_tokens": 256, "log_every": 2}
+
+
+def tiny_config(model_dir, source, layer=1, saes=None, **overrides):
     config = {
         "corpus": {"source": source},
         "model": {"path": str(model_dir), "context_len": 16, "batch_size": 4},
         "activations": {"tokens_per_chunk": 160},
-        "saes": {"tiny": {"layer": layer, "k": 4, "expansion": 2}},
+        "saes": saes or {
+            "tiny": {"layer": layer, "k": 4, "expansion": 2, **TRAINING},
+            "wide": {"layer": 2, "k": 8, "d_sae": 96, "seed": 1, **TRAINING},
+        },
     }
     for key, value in overrides.items():
         section, name = key.split("__")
@@ -74,10 +80,30 @@ def test_second_run_has_nothing_to_do(finished_run, tiny_lm):
 def test_dry_run_plans_one_job_per_chunk_and_a_new_layer_reruns_only_its_part(finished_run):
     workdir, config = finished_run
     n_chunks = len(json.loads((workdir / "results/activations/chunks.json").read_text())["chunks"])
-    new_layer = dict(config, saes={"tiny": {"layer": 2, "k": 4, "expansion": 2}})
+    new_layer = dict(config, saes={**config["saes"], "tiny": {**config["saes"]["tiny"], "layer": 0}})
     result = run_snakemake(workdir, new_layer, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert planned_jobs(result) == {"capture_activations": n_chunks, "layer_mean": 1, "all": 1}
+    assert planned_jobs(result) == {
+        "capture_activations": n_chunks, "layer_mean": 1, "train_sae": 1, "encode_features": n_chunks,
+        "transpose_features": 1, "gather_metrics": 1, "all": 1,
+    }
+
+
+def test_sweep_trains_each_sae_and_gathers_their_metrics(finished_run):
+    workdir, _ = finished_run
+    saes = workdir / "results/saes"
+    metrics = pq.read_table(saes / "metrics.parquet").to_pylist()
+    assert [(m["name"], m["layer"], m["d_sae"], m["k"]) for m in metrics] == [("tiny", 1, 64, 4), ("wide", 2, 96, 8)]
+    n_chunks = len(json.loads((workdir / "results/activations/chunks.json").read_text())["chunks"])
+    for row in metrics:
+        evaluation = json.loads((saes / row["name"] / "eval.json").read_text())
+        assert {k: row[k] for k in evaluation} == evaluation
+        assert {"fvu", "l0", "dead_fraction", "ce_clean", "ce_spliced", "ce_zero", "ce_recovered"} <= set(evaluation)
+        assert evaluation["l0"] <= row["k"]
+        assert len(pq.read_table(saes / row["name"] / "training_log.parquet")) == 4
+        assert len(list((saes / row["name"] / "features").glob("chunk-*.zarr"))) == n_chunks
+        by_feature = zarr.open_group(str(saes / row["name"] / "features/by_feature.zarr"), mode="r")
+        assert by_feature.attrs["n_features"] == row["d_sae"]
 
 
 BAD_INPUTS = {
@@ -87,6 +113,9 @@ BAD_INPUTS = {
     "context_len <= 0": ({"model__context_len": 0}, "config key model.context_len: 0 is less than the minimum"),
     "model path missing": ({"model__path": "{tmp}/no-model"}, "model.path: {tmp}/no-model is not a Hugging Face model directory"),
     "layer out of range": ({"layer": 7}, "saes.tiny.layer: layer 7 is out of range"),
+    "k >= d_sae": ({"saes": {"s": {"layer": 1, "k": 64, "expansion": 2}}}, "saes.s.k: k=64 must be smaller than d_sae=64"),
+    "k <= 0": ({"saes": {"s": {"layer": 1, "k": 0}}}, "config key saes.s.k: 0 is less than the minimum of 1"),
+    "expansion < 1": ({"saes": {"s": {"layer": 1, "k": 2, "expansion": 0.5}}}, "config key saes.s.expansion: 0.5 is less than the minimum of 1"),
     "empty corpus": ({"docs": {"e.txt": ""}}, "corpus.source: the corpus has no document with tokens"),
     "non-UTF-8 file": ({"docs": {"a.txt": "ok", "l.txt": "caf\u00e9".encode("latin-1")}}, "l.txt: not valid UTF-8"),
 }
@@ -97,7 +126,7 @@ def test_bad_input_fails_with_one_clear_message_and_no_output(case, tiny_lm, tmp
     overrides, message = BAD_INPUTS[case]
     overrides = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in overrides.items()}
     source = write_corpus(tmp_path / "corpus", overrides.pop("docs", DOCS))
-    config = tiny_config(tiny_lm, source, layer=overrides.pop("layer", 1), **overrides)
+    config = tiny_config(tiny_lm, source, layer=overrides.pop("layer", 1), saes=overrides.pop("saes", None), **overrides)
     result = run_snakemake(tmp_path / "work", config)
     output = result.stdout + result.stderr
     assert result.returncode != 0

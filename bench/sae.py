@@ -1,0 +1,253 @@
+"""Benchmark the SAE stage on CPU, each part against a naive baseline measured in the same run.
+
+- train: tokens/s of saeflow.train.train_sae on in-memory float32 batches, against the bare
+  forward+backward of the same matmuls (no top-k, AuxK, decoder-norm step or bookkeeping).
+- encode: tokens/s of encode_chunk on a float16 Zarr chunk (read, encode, sort, write), against
+  a bare encode_per_token on the same rows already in memory.
+- store: bytes per active entry of the sparse chunk it wrote (goal <= 5) and per token, against
+  float32 dense (4 x d_sae bytes per token).
+- transpose: entries/s and peak RSS of transpose_store on a synthetic store (skewed feature
+  densities), against loading every entry and one global argsort; each runs in its own child
+  process so that its peak is its own.
+
+Usage: python bench/sae.py [--tokens 1000000] [--features 16384] [--steps 16] [--repeats 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from zarr.codecs.numcodecs import Delta
+
+from _rss import run_in_child
+from saeflow.features import encode_chunk, read_sparse_chunk, transpose_store
+from saeflow.storage import ZarrChunkWriter
+from saeflow.train import TrainConfig, train_sae, unit_mean_squared_norm_scale
+
+# The default SAE: expansion 8 on all-MiniLM-L6-v2's d_model 384, k 32, batch 4096.
+D_IN, D_SAE, K, BATCH = 384, 3072, 32, 4096
+CHUNK_TOKENS = 32768  # activations.tokens_per_chunk, also the feature store's chunking
+ZIPF_EXPONENT = 0.8  # densest synthetic feature fires on about half the tokens, the median one on ~0.1%
+
+
+def gaussian_acts(rng, n, d_in=D_IN) -> np.ndarray:
+    """Stand-in activations: an offset and uneven per-dimension scales, like a residual stream,
+    so that b_dec's init and the input scale have something to do."""
+    offset = np.linspace(-1, 1, d_in)
+    scale = np.exp(np.linspace(-1, 1, d_in))
+    return (rng.standard_normal((n, d_in)) * scale + offset).astype(np.float32)
+
+
+def steady_step_seconds(run, repeats) -> float:
+    """Mean seconds per step, steps after the first (which pays for allocation and set-up);
+    best of `repeats` runs. `run()` returns a timestamp taken after each step."""
+    best = float("inf")
+    for _ in range(repeats):
+        stamps = run()
+        best = min(best, (stamps[-1] - stamps[0]) / (len(stamps) - 1))
+    return best
+
+
+def trainer_run(batches, steps):
+    """One train_sae run; returns its per-step timestamps and the trained SAE."""
+    cfg = TrainConfig(k=K, d_sae=D_SAE, total_tokens=steps * BATCH, batch_size=BATCH,
+                      log_every=10**9)  # only the last step logs, as one in log_every does in a real run
+    stamps = []
+    sae, _ = train_sae(lambda start: (batches[i % len(batches)] for i in itertools.count(start)), D_IN, cfg,
+                       init_sample=batches[0], input_scale=unit_mean_squared_norm_scale(batches[0]),
+                       progress=lambda step, total, row: stamps.append(time.perf_counter()))
+    return stamps, sae
+
+
+def bare_run(batches, steps, adam):
+    """The baseline: relu encoder, dense decoder and the MSE's backward, on the same shapes."""
+    gen = torch.Generator().manual_seed(0)
+    W_enc_DF = (torch.randn(D_IN, D_SAE, generator=gen) / D_IN**0.5).requires_grad_()
+    W_dec_FD = (torch.randn(D_SAE, D_IN, generator=gen) / D_IN**0.5).requires_grad_()
+    b_enc_F, b_dec_D = torch.zeros(D_SAE, requires_grad=True), torch.zeros(D_IN, requires_grad=True)
+    params = [W_enc_DF, b_enc_F, W_dec_FD, b_dec_D]
+    optimizer = torch.optim.Adam(params, lr=1e-4) if adam else None
+    stamps = []
+    for step in range(steps):
+        x_ND = torch.from_numpy(batches[step % len(batches)])
+        recon_ND = ((x_ND - b_dec_D) @ W_enc_DF + b_enc_F).relu() @ W_dec_FD + b_dec_D
+        (recon_ND - x_ND).pow(2).sum(-1).mean().backward()
+        if optimizer is not None:
+            optimizer.step()
+        for param in params:
+            param.grad = None
+        stamps.append(time.perf_counter())
+    return stamps
+
+
+def best_of(repeats, fn) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def store_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def write_synthetic_store(directory: Path, n_tokens, n_features, k, seed=0):
+    """Sparse chunks in the contract's format, drawn directly (no SAE): each token draws k feature
+    ids from Zipf-like densities; a feature drawn twice keeps one entry and the other becomes
+    padding (-1, value 0). Returns the chunk paths and the entries per feature."""
+    rng = np.random.default_rng(seed)
+    weights = 1 / np.arange(1, n_features + 1) ** ZIPF_EXPONENT
+    cdf = np.cumsum(weights) / weights.sum()
+    # Ranks shuffled over ids: a trained SAE's dense features are spread over the id range, and
+    # the transpose's feature groups are id ranges.
+    feature_of_rank = rng.permutation(n_features).astype(np.int32)
+    counts, paths = np.zeros(n_features, np.int64), []
+    for chunk, start in enumerate(range(0, n_tokens, CHUNK_TOKENS)):
+        n = min(CHUNK_TOKENS, n_tokens - start)
+        ids = feature_of_rank[np.minimum(np.searchsorted(cdf, rng.random((n, k))), n_features - 1)]
+        ids.sort(axis=1)
+        ids[:, 1:][ids[:, 1:] == ids[:, :-1]] = -1
+        ids.sort(axis=1)  # the contract's row order: padding first, then ids ascending
+        values = np.where(ids >= 0, rng.exponential(size=(n, k)) + 1e-3, 0).astype(np.float32)
+        counts += np.bincount(ids[ids >= 0], minlength=n_features)
+        path = directory / f"chunk-{chunk:04d}.zarr"
+        attrs = {"format": "sparse_topk", "topk": k, "n_features": n_features, "token_start": start}
+        with ZarrChunkWriter(path, attrs) as store:  # the arrays as encode_chunk makes them
+            store.create("indices", ids.shape, "int32", filters=[Delta(dtype="int32")])[:] = ids
+            store.create("values", values.shape, "float32")[:] = values
+        paths.append(path)
+    return paths, counts
+
+
+def naive_transpose(chunk_paths, out_path, n_features):
+    """The baseline: every entry in memory at once, one global argsort by (feature, token), and
+    the same output arrays as transpose_store writes."""
+    features, tokens, values, n_tokens = [], [], [], 0
+    for path in chunk_paths:
+        indices, chunk_values, token_start = read_sparse_chunk(path)
+        rows, slots = np.nonzero(indices >= 0)
+        features.append(indices[rows, slots])
+        tokens.append(rows.astype(np.int64) + token_start)
+        values.append(chunk_values[rows, slots])
+        n_tokens += len(indices)
+    feature, token, value = (np.concatenate(parts) for parts in (features, tokens, values))
+    order = np.argsort(feature.astype(np.int64) * n_tokens + token)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(feature, minlength=n_features))]).astype(np.int64)
+    with ZarrChunkWriter(out_path, {"n_features": n_features, "n_tokens": n_tokens}) as store:
+        store.create("indptr", indptr.shape, "int64")[:] = indptr
+        store.create("token", token.shape, "int64", rows_per_chunk=1 << 20,
+                     filters=[Delta(dtype="int64")])[:] = token[order]
+        store.create("value", value.shape, "float32", rows_per_chunk=1 << 20)[:] = value[order]
+
+
+def same_csc(a: Path, b: Path) -> bool:
+    """Both transposes must hold the same arrays, or the comparison means nothing."""
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    return all(np.array_equal(ga[name][:], gb[name][:]) for name in ("indptr", "token", "value"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=1_000_000, help="tokens of the synthetic store to transpose")
+    parser.add_argument("--features", type=int, default=16384, help="features of the synthetic store")
+    parser.add_argument("--steps", type=int, default=16, help="training steps per run")
+    parser.add_argument("--encode-tokens", type=int, default=CHUNK_TOKENS, help="rows of the dense chunk to encode")
+    parser.add_argument("--max-entries", type=int, default=1 << 24, help="transpose_store's memory budget")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    args = parser.parse_args()
+    if args.quick:  # a smaller budget too, so that the transpose still takes several feature groups
+        args.tokens, args.features, args.steps, args.encode_tokens = 100_000, 4096, 4, 8192
+        args.max_entries, args.repeats = 1 << 20, 1
+
+    rng = np.random.default_rng(0)
+    work = Path(tempfile.mkdtemp(prefix="saeflow-bench-sae-"))
+    rows = []  # (what, seconds, rate, unit, ratio, peak MB)
+    try:
+        # ---- train. AuxK is off here: no latent goes dead within dead_tokens (10M) in so few steps.
+        batches = [gaussian_acts(rng, BATCH) for _ in range(min(args.steps, 8))]
+        bare = steady_step_seconds(lambda: bare_run(batches, args.steps, adam=False), args.repeats)
+        bare_adam = steady_step_seconds(lambda: bare_run(batches, args.steps, adam=True), args.repeats)
+        trained = []  # the SAEs trained here; the last one encodes below
+
+        def trainer_stamps():
+            stamps, sae = trainer_run(batches, args.steps)
+            trained.append(sae)
+            return stamps
+
+        trainer = steady_step_seconds(trainer_stamps, args.repeats)
+        for what, seconds in [("train bare fwd+bwd", bare), ("train bare fwd+bwd+Adam", bare_adam),
+                              ("train train_sae", trainer)]:
+            rows.append((what, seconds, BATCH / seconds, "tokens/s", seconds / bare, None))
+
+        # ---- encode and store, with an SAE trained a few steps on the same kind of data.
+        # Gaussian stand-ins compress like real activations here: the real default store
+        # (MiniLM layer 3) measured 4.2 B per active entry.
+        sae = trained[-1]
+        acts = gaussian_acts(rng, args.encode_tokens).astype(np.float16)
+        acts_path, features_path = work / "acts.zarr", work / "features.zarr"
+        with ZarrChunkWriter(acts_path, {"token_start": 0, "layer": 3, "dtype": "float16"}) as store:
+            store.create("acts", acts.shape, "float16")[:] = acts  # as capture_chunk writes it
+        acts_f32 = torch.from_numpy(acts.astype(np.float32))
+        with torch.inference_mode():
+            bare_encode = best_of(args.repeats, lambda: sae.encode_per_token(acts_f32))
+        encode = best_of(args.repeats, lambda: encode_chunk(sae, acts_path, features_path))
+        rows.append(("encode bare encode_per_token", bare_encode, len(acts) / bare_encode, "tokens/s", 1.0, None))
+        rows.append(("encode encode_chunk", encode, len(acts) / encode, "tokens/s", encode / bare_encode, None))
+
+        stored = store_bytes(features_path)
+        active = int((zarr.open_group(str(features_path), mode="r")["values"][:] > 0).sum())
+        dense_per_token = 4 * D_SAE
+        rows.append(("store float32 dense", None, dense_per_token, "B/token", 1.0, None))
+        rows.append(("store sparse chunk", None, stored / len(acts), "B/token", stored / len(acts) / dense_per_token, None))
+        rows.append(("store sparse chunk (goal <= 5)", None, stored / active, "B/entry", None, None))
+
+        # ---- transpose, each side in a fresh child process.
+        store_dir = work / "store"
+        store_dir.mkdir()
+        chunk_paths, counts = write_synthetic_store(store_dir, args.tokens, args.features, K)
+        nnz = int(counts.sum())
+        runs = {}
+        for name, fn, fn_args in [
+            ("naive", naive_transpose, (chunk_paths, work / "naive.zarr", args.features)),
+            ("streamed", transpose_store, (chunk_paths, work / "by_feature.zarr", args.features, args.max_entries)),
+        ]:
+            # Best time of the repeats; peak of the worst, as memory is what a job must be granted.
+            results = [run_in_child(fn, *fn_args) for _ in range(args.repeats)]
+            runs[name] = (min(r[1] for r in results), max(r[3] for r in results), min(r[2] for r in results))
+        if not same_csc(work / "naive.zarr", work / "by_feature.zarr"):
+            raise SystemExit("transpose_store and the naive transpose disagree")
+        naive_seconds, naive_peak, start_rss = runs["naive"]
+        for what, (seconds, peak, _) in [("transpose naive argsort", runs["naive"]),
+                                         ("transpose transpose_store", runs["streamed"])]:
+            rows.append((what, seconds, nnz / seconds, "entries/s", seconds / naive_seconds, peak / 2**20))
+        peak_ratio = runs["streamed"][1] / naive_peak
+    finally:
+        shutil.rmtree(work)
+
+    print(f"SAE d_in {D_IN}, d_sae {D_SAE}, k {K}, batch {BATCH}; {args.steps} training steps per run "
+          f"(step 1 not timed); encode {args.encode_tokens} tokens; {torch.get_num_threads()} threads, "
+          f"best of {args.repeats}")
+    print(f"transpose: {args.tokens} tokens x {args.features} features, {len(chunk_paths)} chunks of "
+          f"{CHUNK_TOKENS}, {nnz} entries ({1 - nnz / (args.tokens * K):.1%} padding), densest feature "
+          f"on {counts.max() / args.tokens:.0%} of tokens, budget {args.max_entries} entries; "
+          f"children start at {start_rss / 2**20:.0f} MB RSS (interpreter + imports)")
+    print(f"{'what':<32}{'seconds':>9}{'rate':>13} {'unit':<10}{'vs base':>8}{'peak RSS MB':>13}")
+    for what, seconds, rate, unit, ratio, peak in rows:
+        print(f"{what:<32}{'-' if seconds is None else f'{seconds:.3f}':>9}{rate:>13,.{1 if rate < 100 else 0}f} "
+              f"{unit:<10}{'-' if ratio is None else f'{ratio:.3f}':>8}{'-' if peak is None else f'{peak:.0f}':>13}")
+    print(f"transpose_store peak RSS / naive peak RSS: {peak_ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
