@@ -16,15 +16,18 @@ wildcard_constraints:
     layer=r"\d+",
     chunk=r"chunk-\d{4}",
     sae="|".join(re.escape(name) for name in config["saes"]),
+    shard=r"\d{3}",
 
 
 include: "rules/corpus.smk"
 include: "rules/activations.smk"
 include: "rules/saes.smk"
 include: "rules/features.smk"
+include: "rules/analysis.smk"
+include: "rules/units.smk"
 
 
 rule all:
     input:
-        final_targets(),
+        final_targets,
     default_target: True

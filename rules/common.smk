@@ -3,6 +3,8 @@
 import re
 import sys
 
+import pyarrow.parquet as pq
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
@@ -37,7 +39,21 @@ PATHS = {
     "features": "results/saes/{sae}/features/{chunk}.zarr",
     "by_feature": "results/saes/{sae}/features/by_feature.zarr",
     "metrics": "results/saes/metrics.parquet",
+    "unembedding": "results/model/unembedding.safetensors",
+    "shard_piece": "results/saes/{sae}/analysis/shards/{table}/shard-{shard}.parquet",
+    "analysis_table": "results/saes/{sae}/analysis/{table}.parquet",
+    "analysis_params": "results/saes/{sae}/analysis/params.json",
+    "neighbours": "results/saes/{sae}/analysis/neighbours.parquet",
+    "detection": "results/saes/{sae}/analysis/detection.parquet",
+    "unit_map": "results/saes/{sae}/units/unit_map.json",
+    "filtered": "results/saes/{sae}/units/filtered/{chunk}.zarr",
+    "thresholds": "results/saes/{sae}/units/thresholds.parquet",
 }
+
+# Pieces each feature-shard job writes, and the tables gathered from them by concatenation.
+ACTIVATION_PIECES = ["feature_stats", "histograms", "top_examples", "quantile_examples", "labels", "percentiles", "detection"]
+DECODER_PIECES = ["influences", "neighbours_cosine", "neighbours_coactivation"]
+GATHERED_TABLES = ["feature_stats", "histograms", "top_examples", "quantile_examples", "labels", "influences"]
 
 
 def log_path(stage, pattern=""):
@@ -61,6 +77,29 @@ CORPUS_FILES = _checked(lambda: corpus.resolve_sources(config["corpus"]["source"
 for _name, _sae in config["saes"].items():
     _checked(lambda: model.check_layer(_sae["layer"], MODEL_PATH, key=f"saes.{_name}.layer"))
     _checked(lambda: sae_width(_name, _sae, model.d_model(MODEL_PATH)))
+
+
+D_MODEL = _checked(lambda: model.d_model(MODEL_PATH))
+
+
+def n_shards(sae):
+    """Feature shards of an SAE: analysis.feature_shards, but never more than it has features."""
+    return min(config["analysis"]["feature_shards"], sae_width(sae, config["saes"][sae], D_MODEL))
+
+
+def shard_ids(sae):
+    return [f"{shard:03d}" for shard in range(n_shards(sae))]
+
+
+def shard_pieces(table):
+    """Input function: the pieces of `table` from every feature shard of the SAE."""
+    return lambda wildcards: expand(PATHS["shard_piece"], sae=wildcards.sae, table=table, shard=shard_ids(wildcards.sae))
+
+
+def corpus_has_labels():
+    """Whether documents carry labels (known once the corpus is tokenised, before the chunk plan)."""
+    checkpoints.plan_chunks.get()
+    return "labels" in pq.read_schema(PATHS["documents"]).names
 
 
 def sae_layers():
@@ -91,7 +130,22 @@ def sae_feature_chunks(wildcards):
     return expand(PATHS["features"], sae=wildcards.sae, chunk=chunk_ids())
 
 
-def final_targets():
+def sae_targets(sae):
+    """Every artifact under results/saes/<sae>/ that the workflow builds."""
+    targets = [
+        PATHS["by_feature"],
+        *expand(PATHS["analysis_table"], table=GATHERED_TABLES, allow_missing=True),
+        PATHS["neighbours"],
+        PATHS["analysis_params"],
+        PATHS["unit_map"],
+        PATHS["thresholds"],
+        *expand(PATHS["filtered"], chunk=chunk_ids(), allow_missing=True),
+        *([PATHS["detection"]] if corpus_has_labels() else []),
+    ]
+    return expand(targets, sae=sae)
+
+
+def final_targets(wildcards):
     """The default targets: every artifact the implemented stages make."""
     return [
         PATHS["tokens"],
@@ -99,5 +153,5 @@ def final_targets():
         PATHS["idf"],
         *expand(PATHS["mean"], layer=sae_layers()),
         PATHS["metrics"],
-        *expand(PATHS["by_feature"], sae=list(config["saes"])),
+        *[target for sae in config["saes"] for target in sae_targets(sae)],
     ]

@@ -130,3 +130,15 @@ def special_token_wrapping(tokenizer) -> tuple[list[int], list[int]]:
         if wrapped[start : start + len(plain)] == plain:
             return list(wrapped[:start]), list(wrapped[start + len(plain) :])
     raise SaeflowError("model.path: cannot find how the tokenizer adds special tokens")
+
+
+def unembedding(path: str | Path):
+    """W_U [d_model, vocab] float32: the output head's weights, all rows, no final norm folded in;
+    the input embedding transposed where the model has no LM head (an encoder)."""
+    import torch
+
+    model = load_model(path, "cpu", "float32", with_lm_head=is_causal_lm(path))
+    head = model.get_output_embeddings() if is_causal_lm(path) else None
+    weight = (head if head is not None else model.get_input_embeddings()).weight
+    with torch.no_grad():
+        return weight.T.contiguous().numpy()

@@ -118,6 +118,20 @@ def write_parquet(path: str | os.PathLike, columns: dict, schema: pa.Schema) -> 
         out.write(columns)
 
 
+def write_table(path: str | os.PathLike, table: pa.Table) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def concat_parquet(paths: list, out_path, sort_by: list[str] | None = None) -> pa.Table:
+    """Concatenate Parquet pieces of one schema into one file (optionally sorted by columns)."""
+    table = pa.concat_tables([pq.read_table(path) for path in paths])
+    if sort_by:
+        table = table.sort_by([(column, "ascending") for column in sort_by])
+    write_table(out_path, table)
+    return table
+
+
 def read_parquet_columns(path: str | os.PathLike, columns: list[str]) -> dict[str, np.ndarray]:
     try:
         table = pq.read_table(path, columns=columns)

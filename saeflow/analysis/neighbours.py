@@ -24,14 +24,19 @@ class Neighbours:
     score: np.ndarray  # float64 (Jaccard) or W_dec's float dtype (cosine)
 
 
-def cosine_neighbours(W_dec_FD: np.ndarray, n: int, block_size: int = 1024) -> Neighbours:
-    """The n features whose decoder rows have the largest cosine with each row (a zero row has cosine 0)."""
+def cosine_neighbours(W_dec_FD: np.ndarray, n: int, block_size: int = 1024, rows: range | None = None) -> Neighbours:
+    """The n features whose decoder rows have the largest cosine with each row (a zero row has cosine 0).
+
+    `rows`: the features to list neighbours for (default all), e.g. one feature shard.
+    """
     W_dec_FD = np.asarray(W_dec_FD)
     norm = np.sqrt(np.einsum("fd,fd->f", W_dec_FD, W_dec_FD))
+    rows = range(W_dec_FD.shape[0]) if rows is None else rows
     parts = []
-    for start in range(0, W_dec_FD.shape[0], block_size):
-        dots_BF = W_dec_FD[start : start + block_size] @ W_dec_FD.T
-        denominator = norm[start : start + block_size, None] * norm[None, :]
+    for start in range(rows.start, rows.stop, block_size):
+        stop = min(start + block_size, rows.stop)
+        dots_BF = W_dec_FD[start:stop] @ W_dec_FD.T
+        denominator = norm[start:stop, None] * norm[None, :]
         cosine_BF = np.divide(dots_BF, denominator, out=np.zeros_like(dots_BF), where=denominator > 0)
         parts.append(_nearest(cosine_BF, start, n))
     return Neighbours(*(np.concatenate([getattr(p, field.name) for p in parts]) for field in fields(Neighbours)))

@@ -1,0 +1,65 @@
+// Routing: the hash is the state. `#sae=<name>&feature=<id>` opens a feature, `#sae=<name>` a
+// SAE's list, anything else the overview; back/forward work because every view is a hash.
+
+const manifest = JSON.parse(document.getElementById("manifest").textContent);
+const views = {overview: document.getElementById("overview"), features: document.getElementById("features")};
+const browser = new Browser();
+const picker = document.getElementById("sae-select");
+let routeCount = 0;
+
+function show(view) {
+  for (const [name, node] of Object.entries(views)) node.hidden = name !== view;
+  document.getElementById("nav-overview").classList.toggle("active", view === "overview");
+  document.getElementById("nav-features").classList.toggle("active", view === "features");
+}
+
+function setLoading(on) {
+  document.getElementById("loading").hidden = !on;
+}
+
+async function route() {
+  const current = ++routeCount; // a later hash change wins over a slower earlier one
+  const params = new URLSearchParams(location.hash.slice(1));
+  const entry = manifest.saes.find(s => s.name === params.get("sae"));
+  if (!entry) {
+    show("overview");
+    return;
+  }
+  picker.value = entry.name;
+  document.getElementById("nav-features").href = `#sae=${encodeURIComponent(entry.name)}`;
+  show("features");
+  setLoading(true);
+  let sae;
+  try {
+    sae = await openSae(entry, manifest.corpus);
+  } finally {
+    if (current === routeCount) setLoading(false);
+  }
+  if (current !== routeCount) return;
+  browser.setSae(sae);
+  const page = document.getElementById("feature");
+  const raw = params.get("feature");
+  if (raw === null) {
+    page.replaceChildren(el("p", "empty", "Pick a feature from the list, or search by id, label or token."));
+    browser.select(null);
+    return;
+  }
+  const f = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  renderFeature(page, sae, f);
+  browser.select(f);
+  page.scrollTop = 0;
+  document.title = `Feature ${raw} · ${entry.name} · saeflow`;
+}
+
+function start() {
+  document.getElementById("run-model").textContent = manifest.run.model;
+  document.getElementById("run-model").title = manifest.run.model;
+  for (const s of manifest.saes) picker.appendChild(el("option", null, s.name)).value = s.name;
+  picker.addEventListener("change", () => { location.hash = `#sae=${encodeURIComponent(picker.value)}`; });
+  document.getElementById("nav-features").href = `#sae=${encodeURIComponent(manifest.saes[0].name)}`;
+  renderOverview(views.overview, manifest);
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+start();

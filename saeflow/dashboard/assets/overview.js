@@ -1,0 +1,90 @@
+// The overview: the run, one row of metrics per SAE, training curves and feature densities.
+// Everything here comes from the manifest, so it shows without decoding any blob.
+
+const CURVES = [["loss", "Loss"], ["fvu", "FVU"], ["l0", "L0"], ["dead_fraction", "Dead fraction"]];
+
+function runCard(run, saes) {
+  const box = card("Run");
+  box.appendChild(keyValues([
+    ["Model", run.model],
+    ["Layers", run.layers.join(", ")],
+    ["Corpus", `${fmtInt(run.documents)} documents, ${fmtInt(run.tokens)} tokens${run.labelled ? ", labelled" : ""}`],
+    ["SAEs", fmtInt(saes.length)],
+  ]));
+  return box;
+}
+
+function metricsCard(saes) {
+  const box = card("SAEs");
+  const table = el("table", "grid-table metrics");
+  const columns = [
+    ["SAE", s => link(`#sae=${encodeURIComponent(s.name)}`, s.name)],
+    ["layer", s => fmtInt(s.layer)],
+    ["features", s => fmtInt(s.d_sae)],
+    ["k", s => fmtInt(s.k)],
+    ["kept units", s => s.n_kept === null ? "–" : fmtInt(s.n_kept)],
+    ["FVU", s => fmt(s.eval.fvu)],
+    ["L0", s => fmt(s.eval.l0)],
+    ["dead", s => fmtPct(s.eval.dead_fraction)],
+  ];
+  if (saes.some(s => s.eval.ce_recovered !== undefined)) columns.push(["CE recovered", s => fmtPct(s.eval.ce_recovered)]);
+  if (saes.some(s => s.eval.holdout_tokens !== undefined)) columns.push(["held-out tokens", s => fmtInt(s.eval.holdout_tokens)]);
+  const head = el("tr");
+  for (const [name] of columns) head.appendChild(el("th", null, name));
+  table.appendChild(head);
+  saes.forEach((s, i) => {
+    const tr = el("tr");
+    columns.forEach(([, cell], j) => {
+      const td = el("td", j ? "num" : "name");
+      const value = cell(s);
+      if (j === 0) td.appendChild(el("span", "swatch")).style.backgroundColor = SERIES_COLORS[i % SERIES_COLORS.length];
+      td.append(value);
+      tr.appendChild(td);
+    });
+    table.appendChild(tr);
+  });
+  box.appendChild(table);
+  return box;
+}
+
+function trainingCard(saes) {
+  const box = card("Training", "wide");
+  const grid = el("div", "plots");
+  for (const [key, title] of CURVES) {
+    const series = saes.map((s, i) => ({
+      name: s.name, color: SERIES_COLORS[i % SERIES_COLORS.length],
+      x: s.training && s.training[key] ? s.training.tokens_seen : [],
+      y: s.training && s.training[key] ? s.training[key] : [],
+    })).filter(s => s.x.length);
+    if (!series.length) continue;
+    const fig = el("figure", "plot-box");
+    fig.appendChild(el("figcaption", null, title));
+    fig.appendChild(linePlot(series, {xLabel: "tokens seen", title}));
+    grid.appendChild(fig);
+  }
+  box.appendChild(grid.childElementCount ? grid : el("p", "muted", "No training logs."));
+  return box;
+}
+
+function densityCard(saes) {
+  const box = card("Feature density", "wide");
+  const grid = el("div", "plots");
+  saes.forEach((s, i) => {
+    const fig = el("figure", "plot-box");
+    fig.appendChild(el("figcaption", null, `${s.name}: log10 density (${fmtInt(s.density.dead)} dead not shown)`));
+    fig.appendChild(histogramPlot(s.density.edges, s.density.counts,
+      {xLabel: "log10 density", color: SERIES_COLORS[i % SERIES_COLORS.length], title: `Feature density of ${s.name}`}));
+    grid.appendChild(fig);
+  });
+  box.appendChild(grid);
+  return box;
+}
+
+function renderOverview(container, manifest) {
+  container.replaceChildren(
+    runCard(manifest.run, manifest.saes),
+    metricsCard(manifest.saes),
+    trainingCard(manifest.saes),
+    densityCard(manifest.saes),
+  );
+}

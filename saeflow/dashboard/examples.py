@@ -1,0 +1,172 @@
+"""Example windows stored once per corpus position: segments of sequences plus window references.
+
+Top and quantile examples are windows of corpus sequences, and windows of different features
+(and SAEs) overlap a lot, so writing each window's tokens would store the same text many times.
+Instead, overlapping windows of a sequence merge into a segment whose tokens are stored once, as
+ids into one string table, and a window becomes (segment, offset, length). The string table is
+ordered by frequency, so common tokens get small ids, which compress best.
+
+A window's place in its sequence follows from the contract: it holds pos − context ..
+pos + context clipped to the sequence, and pos is the first token where the feature reaches the
+window's max, so the window starts at pos − (first argmax of its acts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from saeflow.analysis.labels import label_tokens
+from saeflow.errors import SaeflowError
+
+
+@dataclass
+class Windows:
+    """One SAE's examples of one kind, rows in display order (feature, strongest band, rank)."""
+
+    feature: np.ndarray  # int64
+    band: np.ndarray | None  # int64, quantile examples only
+    seq: np.ndarray  # int64
+    start: np.ndarray  # int64, sequence position of the window's first token
+    length: np.ndarray  # int64
+    max_index: np.ndarray  # int64, the max token's index within the window
+    tokens: pa.Array  # strings, all windows back to back
+    acts: np.ndarray  # float32, aligned with tokens
+
+
+@dataclass
+class Corpus:
+    """Every token any window shows, once: segment s is tokens[ptr[s]:ptr[s+1]] of sequence seq[s]."""
+
+    strings: pa.Array  # the string table, most frequent first
+    seq: np.ndarray
+    start: np.ndarray
+    ptr: np.ndarray
+    tokens: np.ndarray  # ids into strings
+
+
+@dataclass
+class Placement:
+    """Where each window of one Windows lies in the Corpus."""
+
+    segment: np.ndarray
+    offset: np.ndarray
+    tokens: np.ndarray  # the windows' token ids, back to back (for TF-IDF)
+
+
+def read_windows(table: pa.Table, path: Path, n_features: int) -> Windows:
+    keys = [("feature", "ascending"), ("rank", "ascending")]
+    if "band" in table.column_names:
+        keys.insert(1, ("band", "descending"))
+    table = table.sort_by(keys)
+    length = pc.fill_null(pc.list_value_length(table["tokens"]), 0).to_numpy().astype(np.int64)
+    n_acts = pc.fill_null(pc.list_value_length(table["acts"]), 0).to_numpy().astype(np.int64)
+    if not np.array_equal(length, n_acts) or (length == 0).any():
+        raise SaeflowError(f"{path}: every example needs as many acts as tokens, at least one; rebuild the analysis")
+    feature = table["feature"].to_numpy().astype(np.int64)
+    if feature.size and (feature.min() < 0 or feature.max() >= n_features):
+        raise SaeflowError(f"{path}: feature ids must lie in 0..{n_features - 1} (cfg.json d_sae)")
+    acts = pc.list_flatten(table["acts"]).to_numpy().astype(np.float64)
+    max_index = _first_argmax(acts, length)
+    start = table["pos"].to_numpy().astype(np.int64) - max_index
+    if (start < 0).any():
+        raise SaeflowError(f"{path}: an example's pos is before its window's max token; rebuild the analysis")
+    return Windows(
+        feature=feature,
+        band=table["band"].to_numpy().astype(np.int64) if "band" in table.column_names else None,
+        seq=table["seq"].to_numpy().astype(np.int64),
+        start=start,
+        length=length,
+        max_index=max_index,
+        tokens=pc.list_flatten(table["tokens"]).combine_chunks(),
+        acts=acts.astype(np.float32),
+    )
+
+
+def _first_argmax(values: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Per window (consecutive runs of `length`), the index of its first maximum."""
+    if not length.size:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(length)[:-1]])
+    peak = np.repeat(np.maximum.reduceat(values, offsets), length)
+    local = np.arange(values.size) - np.repeat(offsets, length)
+    return np.minimum.reduceat(np.where(values == peak, local, values.size), offsets)
+
+
+def build_corpus(all_windows: list[Windows]) -> tuple[Corpus, list[Placement]]:
+    """Merge the windows of every SAE and kind into segments; place each window in them."""
+    seq = np.concatenate([w.seq for w in all_windows])
+    start = np.concatenate([w.start for w in all_windows])
+    length = np.concatenate([w.length for w in all_windows])
+    encoded = pa.concat_arrays([w.tokens for w in all_windows]).dictionary_encode()
+    token = encoded.indices.to_numpy().astype(np.int64)
+
+    segment, seg_seq, seg_start, seg_ptr = _segments(seq, start, length)
+    offset = start - seg_start[segment]
+    window_at = np.concatenate([[0], np.cumsum(length)[:-1]])
+    slot = np.repeat(seg_ptr[segment] + offset - window_at, length) + np.arange(token.size)
+    stored = np.full(int(seg_ptr[-1]), -1, dtype=np.int64)
+    stored[slot] = token
+    clash = np.flatnonzero(stored[slot] != token)
+    if clash.size:
+        where = seq[np.searchsorted(window_at, clash[0], side="right") - 1]
+        raise SaeflowError(f"examples disagree on the tokens of sequence {where}; rebuild the analysis")
+
+    # Frequency order: the ids of common tokens become small, so their high bytes are zeros.
+    order = np.argsort(-np.bincount(stored, minlength=len(encoded.dictionary)), kind="stable")
+    new_id = np.empty_like(order)
+    new_id[order] = np.arange(order.size)
+    corpus = Corpus(encoded.dictionary.take(pa.array(order)), seg_seq, seg_start, seg_ptr, new_id[stored])
+
+    placements, at, tok_at = [], 0, 0
+    for w in all_windows:
+        n, n_tok = w.seq.size, int(w.length.sum())
+        placements.append(Placement(segment[at : at + n], offset[at : at + n], new_id[token[tok_at : tok_at + n_tok]]))
+        at, tok_at = at + n, tok_at + n_tok
+    return corpus, placements
+
+
+def _segments(seq: np.ndarray, start: np.ndarray, length: np.ndarray):
+    """Group windows into maximal runs of overlapping or touching windows of one sequence.
+
+    Returns each window's segment and per segment its seq, start and token offsets (ptr).
+    """
+    n = seq.size
+    if not n:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, np.zeros(1, dtype=np.int64)
+    end = start + length
+    order = np.lexsort((start, seq))
+    # One key line for all sequences: seq * span + position never mixes two sequences.
+    span = int(end.max()) + 1
+    start_key = seq[order] * span + start[order]
+    reach = np.maximum.accumulate(seq[order] * span + end[order])
+    opens = np.ones(n, dtype=bool)
+    opens[1:] = start_key[1:] > reach[:-1]
+    first = np.flatnonzero(opens)
+    last = np.append(first[1:] - 1, n - 1)
+    seg_seq = seq[order][first]
+    seg_start = start[order][first]
+    seg_len = reach[last] - seg_seq * span - seg_start
+    segment = np.empty(n, dtype=np.int64)
+    segment[order] = np.cumsum(opens) - 1
+    return segment, seg_seq, seg_start, np.concatenate([[0], np.cumsum(seg_len)])
+
+
+def tfidf(top: Windows, placed: Placement, strings: pa.Array, idf_path: str | Path, n: int = 5):
+    """Each feature's n highest-TF-IDF tokens over its top-example contexts (the default labeler's
+    method, on token strings: a string that several token ids decode to takes the smallest idf)."""
+    idf = pq.read_table(idf_path, columns=["token", "idf"])
+    at = pc.fill_null(pc.index_in(idf["token"], value_set=strings), -1).to_numpy()
+    values = idf["idf"].to_numpy()
+    best = np.full(len(strings), np.inf)
+    np.minimum.at(best, at[at >= 0], values[at >= 0])
+    known = np.isfinite(best)
+    feature = np.repeat(top.feature, top.length)
+    shown = known[placed.tokens]
+    return label_tokens(feature[shown], placed.tokens[shown], np.flatnonzero(known), best[known], n)

@@ -1,0 +1,195 @@
+"""The per-feature tables of a feature shard, against brute-force numpy on the dense matrix."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from saeflow.decoder_tables import coactivation_table, cosine_table, influence_table
+from saeflow.feature_shard import AnalysisParams, CorpusIndex, analyse_shard, shard_range
+from saeflow.features import transpose_store
+from saeflow.storage import ZarrChunkWriter
+
+SEQ_LENGTHS = [12, 1, 9, 8, 10, 7]
+SEQ_DOC = [0, 1, 2, 2, 3, 3]
+DOC_LABELS = [["x"], [], ["x", "y"], ["y"]]
+N_FEATURES, K = 10, 3
+PARAMS = AnalysisParams(top_k=2, context=2, bins=4, percentiles=(50, 99.5), detection_percentile=50,
+                        quantile_bands=3, per_band=2, seed=7)
+
+
+@pytest.fixture(scope="module")
+def problem(tmp_path_factory):
+    """A dense [tokens, features] matrix with ≤ K active per token, stored as chunks and CSC."""
+    tmp = tmp_path_factory.mktemp("shard")
+    rng = np.random.default_rng(0)
+    n_tokens = sum(SEQ_LENGTHS)
+    token_seq = np.repeat(np.arange(len(SEQ_LENGTHS)), SEQ_LENGTHS)
+    dense = np.zeros((n_tokens, N_FEATURES), dtype=np.float32)
+    dense[:, 0] = rng.uniform(0.5, 1.0, n_tokens)  # active on every token
+    for t in range(n_tokens):  # up to two more of features 1..9, never feature 5 (dead)
+        others = rng.choice([1, 2, 3, 4, 6, 7, 8, 9], size=rng.integers(0, K), replace=False)
+        dense[t, others] = rng.integers(1, 6, size=len(others)) / 4  # few distinct values: ties
+    token_id = rng.integers(0, 8, n_tokens)
+    vocab_id = np.arange(8)
+    doc_of_token = np.asarray(SEQ_DOC)[token_seq]
+    df = np.array([len(set(doc_of_token[token_id == v])) for v in vocab_id])
+    corpus = CorpusIndex(token_seq, doc_of_token, token_id, vocab_id[df > 0],
+                         np.array([f"<t{v}>" for v in vocab_id[df > 0]], dtype=object),
+                         np.log(len(DOC_LABELS) / df[df > 0]), DOC_LABELS)
+    chunks, bounds = [], [0, 13, 22, n_tokens]  # chunk boundaries on sequence boundaries
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        order = np.argsort(-dense[a:b], axis=1, kind="stable")[:, :K]
+        values = np.take_along_axis(dense[a:b], order, axis=1)
+        indices = np.where(values > 0, order, -1).astype(np.int32)
+        with ZarrChunkWriter(tmp / f"chunk-{i:04d}.zarr", {"token_start": a, "topk": K, "n_features": N_FEATURES}) as w:
+            w.create("indices", indices.shape, "int32")[:] = indices
+            w.create("values", values.shape, "float32")[:] = values
+        chunks.append(tmp / f"chunk-{i:04d}.zarr")
+    transpose_store(chunks, tmp / "by_feature.zarr", N_FEATURES)
+    return dense, corpus, chunks, tmp / "by_feature.zarr"
+
+
+def analyse(problem, n_shards):
+    dense, corpus, _, by_feature = problem
+    pieces = [analyse_shard(by_feature, shard_range(N_FEATURES, n_shards, s), corpus, PARAMS) for s in range(n_shards)]
+    return {name: pa.concat_tables([p[name] for p in pieces]).to_pylist() for name in pieces[0]}
+
+
+@pytest.fixture(scope="module")
+def tables(problem):
+    return analyse(problem, 3)
+
+
+def test_any_sharding_gives_the_same_tables(problem, tables):
+    for n_shards in (1, 4, N_FEATURES):
+        assert analyse(problem, n_shards) == tables
+
+
+def test_feature_stats_and_histograms(problem, tables):
+    dense = problem[0]
+    for row, hist in zip(tables["feature_stats"], tables["histograms"]):
+        values = dense[:, row["feature"]][dense[:, row["feature"]] > 0].astype(np.float64)
+        assert row["n_active"] == len(values) and row["density"] == len(values) / len(dense)
+        assert sum(hist["counts"]) == len(values)
+        if not len(values):
+            assert row["feature"] == 5 and row["sum"] == 0 and row["max"] is None and row["mean"] is None
+            assert set(hist["counts"]) == {0}
+            continue
+        assert row["sum"] == pytest.approx(values.sum()) and row["std"] == pytest.approx(values.std())
+        assert (row["min"], row["max"]) == (pytest.approx(values.min()), pytest.approx(values.max()))
+        assert hist["edges"] == pytest.approx(np.linspace(0, values.max(), 5).tolist())
+        assert hist["counts"] == np.histogram(values, bins=hist["edges"])[0].tolist()
+    assert tables["feature_stats"][0]["n_active"] == len(dense)
+
+
+def expected_examples(problem, feature, seqs):
+    """Oracle rows for the given sequences of a feature: max, first position of it, context."""
+    dense, corpus, _, _ = problem
+    rows = []
+    for seq in seqs:
+        where = np.flatnonzero(corpus.token_seq == seq)
+        acts = dense[where, feature]
+        pos = int(np.argmax(acts))
+        window = where[max(0, pos - 2) : pos + 3]
+        rows.append({"activation": pytest.approx(acts[pos]), "seq": seq, "pos": pos,
+                     "tokens": [f"<t{v}>" for v in corpus.token_id[window]],
+                     "acts": pytest.approx(dense[window, feature].tolist())})
+    return rows
+
+
+def test_top_examples_follow_the_tie_rule(problem, tables):
+    dense, corpus = problem[0], problem[1]
+    for feature in range(N_FEATURES):
+        seq_max = np.array([dense[corpus.token_seq == s, feature].max() for s in range(len(SEQ_LENGTHS))])
+        ranked = [s for s in sorted(range(len(seq_max)), key=lambda s: (-seq_max[s], s)) if seq_max[s] > 0][:2]
+        got = [r for r in tables["top_examples"] if r["feature"] == feature]
+        assert [r["rank"] for r in got] == list(range(len(ranked)))
+        assert [{k: r[k] for k in ("activation", "seq", "pos", "tokens", "acts")} for r in got] == \
+            expected_examples(problem, feature, ranked)
+
+
+def test_quantile_examples_come_from_their_band(problem, tables):
+    dense, corpus = problem[0], problem[1]
+    for feature in range(N_FEATURES):
+        seq_max = np.array([dense[corpus.token_seq == s, feature].max() for s in range(len(SEQ_LENGTHS))])
+        got = [r for r in tables["quantile_examples"] if r["feature"] == feature]
+        if feature == 5:
+            assert got == []
+            continue
+        bands = np.histogram_bin_edges([0, seq_max.max()], bins=3)
+        for band in range(3):
+            in_band = [s for s in range(len(seq_max)) if seq_max[s] > 0 and bands[band] <= seq_max[s]
+                       and (seq_max[s] < bands[band + 1] or (band == 2 and seq_max[s] <= bands[3]))]
+            rows = [r for r in got if r["band"] == band]
+            assert len(rows) == min(2, len(in_band)) and {r["seq"] for r in rows} <= set(in_band)
+            assert [r["activation"] for r in rows] == sorted((r["activation"] for r in rows), reverse=True)
+            assert [{k: r[k] for k in ("activation", "seq", "pos", "tokens", "acts")} for r in rows] == \
+                expected_examples(problem, feature, [r["seq"] for r in rows])
+
+
+def test_percentiles_labels_and_detection(problem, tables):
+    dense, corpus = problem[0], problem[1]
+    idf = dict(zip(corpus.vocab_id.tolist(), corpus.vocab_idf.tolist()))
+    labels = {r["feature"]: r for r in tables["labels"]}
+    for row in tables["percentiles"]:
+        values = dense[:, row["feature"]][dense[:, row["feature"]] > 0]
+        expected = np.percentile(values, [50, 99.5]).tolist() if len(values) else [None, None]
+        assert [row["p50"], row["p99_5"]] == pytest.approx(expected) if len(values) else [row["p50"], row["p99_5"]] == expected
+
+        top = [r for r in tables["top_examples"] if r["feature"] == row["feature"]]
+        context = [int(t[2:-1]) for r in top for t in r["tokens"]]
+        if not context:
+            assert row["feature"] not in labels
+            continue
+        counts = np.bincount(context, minlength=8)
+        score = {v: counts[v] / len(context) * idf[v] for v in set(context)}
+        best = sorted(score, key=lambda v: (-score[v], v))[:3]
+        assert labels[row["feature"]]["tokens"] == [f"<t{v}>" for v in best]
+        assert labels[row["feature"]]["label"] == ", ".join(f"<t{v}>" for v in best)
+
+    doc = np.asarray(SEQ_DOC)[corpus.token_seq]
+    for row in tables["detection"]:
+        feature, label = row["unit"], row["label"]
+        values = dense[:, feature][dense[:, feature] > 0]
+        doc_max = np.array([dense[doc == d, feature].max() for d in range(4)])
+        positive = np.array([label in labels_ for labels_ in DOC_LABELS])
+        detected = doc_max >= np.percentile(values, 50) if len(values) else np.zeros(4, bool)
+        precision = (detected & positive).sum() / detected.sum() if detected.any() else None
+        assert row["precision"] == (pytest.approx(precision) if precision is not None else None)
+        assert row["recall"] == pytest.approx((detected & positive).sum() / positive.sum())
+        pairs = [(p > n) + 0.5 * (p == n) for p in doc_max[positive] for n in doc_max[~positive]]
+        assert row["auroc"] == pytest.approx(np.mean(pairs))
+    assert {r["label"] for r in tables["detection"]} == {"x", "y"} and len(tables["detection"]) == 2 * N_FEATURES
+
+
+def test_decoder_tables(problem):
+    dense, _, chunks, _ = problem
+    rng = np.random.default_rng(3)
+    W_dec, W_U = rng.normal(size=(N_FEATURES, 6)), rng.normal(size=(6, 15))
+    features = range(3, 8)
+    influences = influence_table(W_dec, W_U, features, 4, lambda ids: [f"tok{i}" for i in ids]).to_pylist()
+    scores = W_dec @ W_U
+    for f in features:
+        plus = [r for r in influences if r["feature"] == f and r["sign"] == "+"]
+        minus = [r for r in influences if r["feature"] == f and r["sign"] == "-"]
+        assert [r["token_id"] for r in plus] == np.argsort(-scores[f], kind="stable")[:4].tolist()
+        assert [r["token_id"] for r in minus] == np.argsort(scores[f], kind="stable")[:4].tolist()
+        assert [r["score"] for r in plus] == pytest.approx(np.sort(scores[f])[::-1][:4].tolist(), rel=1e-5)
+        assert plus[0]["token"] == f"tok{plus[0]['token_id']}"
+
+    cosine = cosine_table(W_dec, features, 3).to_pylist()
+    unit = W_dec / np.linalg.norm(W_dec, axis=1, keepdims=True)
+    for f in features:
+        sims = unit @ unit[f]
+        sims[f] = -np.inf
+        assert [r["other"] for r in cosine if r["feature"] == f] == np.argsort(-sims, kind="stable")[:3].tolist()
+
+    active = dense > 0
+    coactivation = coactivation_table(chunks, features, N_FEATURES, active.sum(0), 3).to_pylist()
+    for f in features:
+        shared = (active & active[:, [f]]).sum(0)
+        jaccard = shared / np.maximum((active | active[:, [f]]).sum(0), 1)
+        candidates = [g for g in np.argsort(-jaccard, kind="stable") if g != f and shared[g] > 0][:3]
+        got = [r for r in coactivation if r["feature"] == f]
+        assert [r["other"] for r in got] == candidates and all(r["kind"] == "coactivation" for r in got)
+        assert [r["score"] for r in got] == pytest.approx(jaccard[candidates].tolist())
