@@ -25,6 +25,8 @@ include: "rules/saes.smk"
 include: "rules/features.smk"
 include: "rules/analysis.smk"
 include: "rules/units.smk"
+include: "rules/autointerp.smk"
+include: "rules/dashboard.smk"
 
 
 rule all:

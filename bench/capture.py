@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saeflow.activations import capture_chunk, length_sorted_batches
+from saeflow.activations import capture_chunk, length_sorted_batches, padded_batch
 from saeflow.chunks import plan_chunks, read_token_rows, sequence_lengths
 from saeflow.corpus import iter_documents
 from saeflow.model import default_model_path, load_model, load_tokenizer
@@ -27,12 +27,7 @@ def bare_forward(model, token_ids, seq_starts, lengths, layer, batch_size):
     """The baseline: the model's forward on the same batches, outputs discarded."""
     with torch.inference_mode():
         for batch in length_sorted_batches(lengths, batch_size):
-            width = int(lengths[batch].max())
-            ids = torch.zeros((len(batch), width), dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, seq in enumerate(batch):
-                ids[row, : lengths[seq]] = torch.from_numpy(token_ids[seq_starts[seq] : seq_starts[seq] + lengths[seq]])
-                mask[row, : lengths[seq]] = 1
+            ids, mask = padded_batch(token_ids, seq_starts, lengths, batch)
             model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
 
 

@@ -73,56 +73,25 @@ rule decoder_feature_shard:
         "../scripts/decoder_feature_shard.py"
 
 
-rule gather_table:
+rule gather_analysis:
     input:
-        pieces=lambda wildcards: shard_pieces(wildcards.table)(wildcards),
+        **{piece: shard_pieces(piece) for piece in GATHERED_PIECES},
     output:
-        table=PATHS["analysis_table"],
-    wildcard_constraints:
-        table="|".join(GATHERED_TABLES),
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    log:
-        log_path("gather_table", "{sae}/{table}"),
-    benchmark:
-        benchmark_path("gather_table", "{sae}/{table}")
-    conda:
-        "../envs/model.yaml"
-    script:
-        "../scripts/gather_table.py"
-
-
-rule gather_neighbours:
-    input:
-        cosine=shard_pieces("neighbours_cosine"),
-        coactivation=shard_pieces("neighbours_coactivation"),
-    output:
-        table=PATHS["neighbours"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    log:
-        log_path("gather_neighbours", "{sae}"),
-    benchmark:
-        benchmark_path("gather_neighbours", "{sae}")
-    conda:
-        "../envs/model.yaml"
-    script:
-        "../scripts/gather_neighbours.py"
-
-
-rule analysis_params:
-    output:
+        **{table: PATHS["analysis_table"].replace("{table}", table) for table in GATHERED_TABLES},
+        neighbours=PATHS["neighbours"],
         params=PATHS["analysis_params"],
     params:
         analysis=config["analysis"],
-    localrule: True
+        tables=GATHERED_TABLES,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
     log:
-        log_path("analysis_params", "{sae}"),
+        log_path("gather_analysis", "{sae}"),
+    benchmark:
+        benchmark_path("gather_analysis", "{sae}")
     conda:
         "../envs/model.yaml"
     script:
-        "../scripts/analysis_params.py"
+        "../scripts/gather_analysis.py"

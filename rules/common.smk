@@ -48,12 +48,16 @@ PATHS = {
     "unit_map": "results/saes/{sae}/units/unit_map.json",
     "filtered": "results/saes/{sae}/units/filtered/{chunk}.zarr",
     "thresholds": "results/saes/{sae}/units/thresholds.parquet",
+    "autointerp_prompts": "results/saes/{sae}/analysis/autointerp_prompts.jsonl",
+    "llm_labels": "results/saes/{sae}/analysis/llm_labels.parquet",
+    "dashboard": "results/dashboard.html",
 }
 
 # Pieces each feature-shard job writes, and the tables gathered from them by concatenation.
 ACTIVATION_PIECES = ["feature_stats", "histograms", "top_examples", "quantile_examples", "labels", "percentiles", "detection"]
 DECODER_PIECES = ["influences", "neighbours_cosine", "neighbours_coactivation"]
 GATHERED_TABLES = ["feature_stats", "histograms", "top_examples", "quantile_examples", "labels", "influences"]
+GATHERED_PIECES = [*GATHERED_TABLES, "neighbours_cosine", "neighbours_coactivation"]
 
 
 def log_path(stage, pattern=""):
@@ -130,6 +134,14 @@ def sae_feature_chunks(wildcards):
     return expand(PATHS["features"], sae=wildcards.sae, chunk=chunk_ids())
 
 
+def autointerp_targets():
+    """Auto-interp outputs (patterns with {sae}): none unless enabled; labels only with an endpoint."""
+    settings = config["autointerp"]
+    if not settings["enabled"]:
+        return []
+    return [PATHS["autointerp_prompts"], *([PATHS["llm_labels"]] if settings["endpoint"] else [])]
+
+
 def sae_targets(sae):
     """Every artifact under results/saes/<sae>/ that the workflow builds."""
     targets = [
@@ -141,6 +153,7 @@ def sae_targets(sae):
         PATHS["thresholds"],
         *expand(PATHS["filtered"], chunk=chunk_ids(), allow_missing=True),
         *([PATHS["detection"]] if corpus_has_labels() else []),
+        *autointerp_targets(),
     ]
     return expand(targets, sae=sae)
 
@@ -154,4 +167,24 @@ def final_targets(wildcards):
         *expand(PATHS["mean"], layer=sae_layers()),
         PATHS["metrics"],
         *[target for sae in config["saes"] for target in sae_targets(sae)],
+        PATHS["dashboard"],
     ]
+
+
+def dashboard_inputs(wildcards):
+    """Everything the dashboard reads: the corpus tables, and per artifact one list over the SAEs
+    in config order (input.<key>[i] belongs to params.saes[i])."""
+    per_sae = {
+        "sae_cfg": PATHS["sae_cfg"],
+        "eval": PATHS["eval"],
+        "training_log": PATHS["training_log"],
+        **{table: PATHS["analysis_table"].replace("{table}", table) for table in GATHERED_TABLES},
+        "neighbours": PATHS["neighbours"],
+        "analysis_params": PATHS["analysis_params"],
+        "unit_map": PATHS["unit_map"],
+        "thresholds": PATHS["thresholds"],
+        **({"detection": PATHS["detection"]} if corpus_has_labels() else {}),
+    }
+    inputs = {"documents": PATHS["documents"], "tokens": PATHS["tokens"]}
+    inputs.update({key: expand(pattern, sae=list(config["saes"])) for key, pattern in per_sae.items()})
+    return inputs

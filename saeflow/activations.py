@@ -29,6 +29,20 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.n
         yield order[start : start + batch_size]
 
 
+def padded_batch(token_ids: np.ndarray, seq_starts: np.ndarray, lengths: np.ndarray, batch: np.ndarray):
+    """(input_ids, attention_mask) [len(batch), longest] for the given sequences, right-padded."""
+    import torch
+
+    width = int(lengths[batch].max())
+    input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, seq in enumerate(batch):
+        start, n = seq_starts[seq], lengths[seq]
+        input_ids[row, :n] = torch.from_numpy(token_ids[start : start + n].astype(np.int64))
+        attention_mask[row, :n] = 1
+    return input_ids, attention_mask
+
+
 def forward_hidden_states(model, token_ids: np.ndarray, seq_starts: np.ndarray, lengths: np.ndarray,
                           layer: int, batch_size: int, progress=None) -> np.ndarray:
     """hidden_states[layer] for every token of the given sequences, as float32 [n_tokens, d_model]."""
@@ -38,13 +52,7 @@ def forward_hidden_states(model, token_ids: np.ndarray, seq_starts: np.ndarray, 
     out = np.empty((len(token_ids), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
         for batch in length_sorted_batches(lengths, batch_size):
-            width = int(lengths[batch].max())
-            input_ids = torch.zeros((len(batch), width), dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, seq in enumerate(batch):
-                start, n = seq_starts[seq], lengths[seq]
-                input_ids[row, :n] = torch.from_numpy(token_ids[start : start + n].astype(np.int64))
-                attention_mask[row, :n] = 1
+            input_ids, attention_mask = padded_batch(token_ids, seq_starts, lengths, batch)
             hidden = model(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import torch
 
-from saeflow.activations import iter_chunk_rows, length_sorted_batches
+from saeflow.activations import iter_chunk_rows, length_sorted_batches, padded_batch
 from saeflow.chunks import Chunk, read_token_rows
 from saeflow.splice import replaced_hidden_states
 
@@ -58,12 +58,7 @@ def _mean_next_token_ce(model, token_ids, starts, lengths, batch_size: int) -> f
     total, count = 0.0, 0
     device = next(model.parameters()).device
     for batch in length_sorted_batches(lengths, batch_size):
-        width = int(lengths[batch].max())
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, seq in enumerate(batch):
-            ids[row, : lengths[seq]] = torch.from_numpy(token_ids[starts[seq] : starts[seq] + lengths[seq]])
-            mask[row, : lengths[seq]] = 1
+        ids, mask = padded_batch(token_ids, starts, lengths, batch)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         targets = ids[:, 1:].to(device).masked_fill(mask[:, 1:].to(device) == 0, -100)
         loss = torch.nn.functional.cross_entropy(

@@ -93,12 +93,19 @@ def _feature_groups(indptr: np.ndarray, max_entries: int) -> list[tuple[int, int
     return groups
 
 
+def _stable_order(local_ids: np.ndarray, width: int) -> np.ndarray:
+    """Stable argsort of group-relative feature ids; uint16 ids let numpy use its radix sort."""
+    return np.argsort(local_ids.astype(np.uint16 if width <= 1 << 16 else np.int64), kind="stable")
+
+
 def transpose_store(chunk_paths: list, out_path, n_features: int, max_entries: int = 1 << 24) -> None:
     """Write the feature-major (CSC) copy of all sparse chunks.
 
-    Memory is bounded by one chunk plus `max_entries` entries, not by the store's size: features
-    are taken in groups whose entries fit the budget, and each group is one pass over the chunks.
-    Chunks come in token order, so a stable sort by feature keeps each feature's tokens sorted.
+    Features are taken in groups whose entries fit the budget, and each group is one pass over
+    the chunks: each chunk's entries go straight to their place in the group's buffers (a
+    counting sort: indptr already says where each feature starts), so memory is the group's
+    12 bytes per entry (`max_entries` at most) plus one chunk, whatever the store's size.
+    Chunks come in token order, so each feature's tokens stay sorted.
     """
     counts, n_tokens, value_dtype = _feature_counts(chunk_paths, n_features)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -109,17 +116,25 @@ def transpose_store(chunk_paths: list, out_path, n_features: int, max_entries: i
         tokens_out = store.create("token", (nnz,), "int64", rows_per_chunk=1 << 20, filters=[Delta(dtype="int64")])
         values_out = store.create("value", (nnz,), value_dtype, rows_per_chunk=1 << 20)
         for first, stop in groups:
-            features, tokens, values = [], [], []
+            lo, hi = int(indptr[first]), int(indptr[stop])
+            if hi == lo:
+                continue
+            group_tokens = np.empty(hi - lo, dtype=np.int64)
+            group_values = np.empty(hi - lo, dtype=value_dtype)
+            cursor = indptr[first:stop] - lo  # next free slot of each feature in the buffers
             for path in chunk_paths:
                 indices, chunk_values, token_start = read_sparse_chunk(path)
                 rows, slots = np.nonzero((indices >= first) & (indices < stop))
-                features.append(indices[rows, slots])
-                tokens.append(rows.astype(np.int64) + token_start)
-                values.append(chunk_values[rows, slots])
-            order = np.argsort(np.concatenate(features), kind="stable")
-            lo, hi = int(indptr[first]), int(indptr[stop])
-            if hi > lo:
-                tokens_out[lo:hi] = np.concatenate(tokens)[order]
-                values_out[lo:hi] = np.concatenate(values)[order].astype(value_dtype)
+                local = indices[rows, slots] - first
+                order = _stable_order(local, stop - first)
+                local = local[order]
+                run_start = np.flatnonzero(np.diff(local, prepend=-1))
+                rank = np.arange(len(local)) - np.repeat(run_start, np.diff(np.append(run_start, len(local))))
+                slot = cursor[local] + rank
+                group_tokens[slot] = rows[order] + token_start
+                group_values[slot] = chunk_values[rows[order], slots[order]]
+                cursor += np.bincount(local, minlength=stop - first)
+            tokens_out[lo:hi] = group_tokens
+            values_out[lo:hi] = group_values
     log.info("by_feature: %d features, %d tokens, %d entries in %d feature groups",
              n_features, n_tokens, nnz, len(groups))

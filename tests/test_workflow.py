@@ -7,6 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 import zarr
 
+from dashboard.chromium import chromium_path, launch
+from dashboard.decode import assert_shown_acts
+from dashboard.test_browser import SHOWN_EXAMPLES, Watched
 from saeflow.storage import read_safetensors
 from workflow_runner import planned_jobs, run_snakemake
 
@@ -31,7 +34,7 @@ def tiny_config(model_dir, source, layer=1, saes=None, **overrides):
     config = {
         "corpus": {"source": source},
         "model": {"path": str(model_dir), "context_len": 16, "batch_size": 4},
-        "activations": {"tokens_per_chunk": 160},
+        "activations": {"tokens_per_chunk": 240},
         "saes": saes or {
             "tiny": {"layer": layer, "k": 4, "expansion": 2, **TRAINING},
             "wide": {"layer": 2, "k": 8, "d_sae": 96, "seed": 1, **TRAINING},
@@ -43,10 +46,20 @@ def tiny_config(model_dir, source, layer=1, saes=None, **overrides):
     return config
 
 
+LABELLED = [("The quick brown fox jumps over the lazy dog. " * 6, ["animal"]),
+            ("Sparse autoencoders find interpretable features in transformer activations.", ["ml"]),
+            ("Snakemake builds only what is missing or stale, chunk by chunk. " * 4, ["ml", "tools"]),
+            ("A <script>alert(2)</script> tag, an <img src=x onerror=alert(1)> and a lazy fox.", ["animal", "web"])]
+
+
 @pytest.fixture(scope="module")
 def finished_run(tiny_lm, tmp_path_factory):
+    """The whole workflow on a labelled JSONL corpus (so concept detection runs too)."""
     workdir = tmp_path_factory.mktemp("run")
-    config = tiny_config(tiny_lm, write_corpus(workdir / "corpus"))
+    corpus = workdir / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t, "labels": l}) + "\n" for t, l in LABELLED))
+    config = tiny_config(tiny_lm, str(corpus))
+    config["analysis"] = {"top_k": 3, "context": 2, "feature_shards": 2, "neighbours": 3, "influence_k": 4}
     result = run_snakemake(workdir, config)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, config
@@ -67,7 +80,7 @@ def test_run_builds_corpus_chunks_and_mean(finished_run):
     assert len(rows) == tokens.num_rows
     mean = read_safetensors(results / "activations/layer-1/mean.safetensors")["mean"]
     np.testing.assert_allclose(mean, rows.mean(axis=0), rtol=1e-6, atol=1e-7)
-    assert (results / "logs/corpus.log").read_text().count("3 documents") == 1
+    assert (results / "logs/corpus.log").read_text().count("4 documents") == 1
     assert (results / "benchmarks/corpus.tsv").exists()
 
 
@@ -135,3 +148,46 @@ def test_bad_input_fails_with_one_clear_message_and_no_output(case, tiny_lm, tmp
     leftovers = [p for p in (tmp_path / "work").rglob("*") if p.is_file() and "results/logs" not in str(p)
                  and ".snakemake" not in str(p) and p.name != "config.yaml"]
     assert leftovers == []
+
+
+def test_analysis_and_unit_artifacts_cover_every_feature(finished_run):
+    workdir, _ = finished_run
+    sae = workdir / "results/saes/tiny"
+    analysis = {name: pq.read_table(sae / f"analysis/{name}.parquet").to_pylist()
+                for name in ("feature_stats", "histograms", "top_examples", "quantile_examples", "labels",
+                             "influences", "neighbours", "detection")}
+    assert [r["feature"] for r in analysis["feature_stats"]] == list(range(64))
+    assert [sum(h["counts"]) for h in analysis["histograms"]] == [r["n_active"] for r in analysis["feature_stats"]]
+    live = {r["feature"] for r in analysis["feature_stats"] if r["n_active"]}
+    assert {r["feature"] for r in analysis["top_examples"]} == live == {r["feature"] for r in analysis["labels"]}
+    assert all(r["rank"] < 3 and len(r["tokens"]) == len(r["acts"]) <= 5 for r in analysis["top_examples"])
+    assert len(analysis["influences"]) == 64 * 2 * 4
+    assert {r["kind"] for r in analysis["neighbours"]} == {"cosine", "coactivation"}
+    unit_map = json.loads((sae / "units/unit_map.json").read_text())
+    assert unit_map["kept_units"] == sorted(live) and unit_map["n_original"] == 64
+    assert [r["unit"] for r in pq.read_table(sae / "units/thresholds.parquet").to_pylist()] == unit_map["kept_units"]
+    assert {r["label"] for r in analysis["detection"]} == {"animal", "ml", "tools", "web"}
+    assert len(analysis["detection"]) == 4 * unit_map["n_filtered"]
+    assert len(list((sae / "units/filtered").glob("chunk-*.zarr"))) == len(list((sae / "features").glob("chunk-*.zarr")))
+    params = json.loads((sae / "analysis/params.json").read_text())
+    assert params["top_k"] == 3 and params["context"] == 2
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="no chromium binary on PATH (CI installs Debian's)")
+def test_the_runs_dashboard_shows_its_examples_offline_and_as_text(finished_run):
+    workdir, _ = finished_run
+    results = workdir / "results"
+    top = pq.read_table(results / "saes/tiny/analysis/top_examples.parquet").to_pylist()
+    # The feature whose strongest example shows the most markup characters from the corpus.
+    feature = max((r for r in top if r["rank"] == 0), key=lambda r: sum("<" in t or ">" in t for t in r["tokens"]))["feature"]
+    expected = sorted((r for r in top if r["feature"] == feature), key=lambda r: r["rank"])
+    with launch() as browser:
+        page = Watched(browser, results / "dashboard.html").open(f"#sae=tiny&feature={feature}")
+        page.page.wait_for_selector(".top-examples .ex")
+        shown = page.page.evaluate(SHOWN_EXAMPLES, ".top-examples")
+        assert [got["tokens"] for got in shown] == [row["tokens"] for row in expected]
+        for got, row in zip(shown, expected):
+            assert_shown_acts(got["acts"], row["acts"], row["activation"])
+        assert any("<" in token for got in shown for token in got["tokens"])
+        assert page.page.locator("#feature img, #feature script").count() == 0
+        page.check()  # no console error, no dialog, no request but the file itself

@@ -36,7 +36,8 @@ def smallest_uint(values: np.ndarray) -> np.ndarray:
 def compact_floats(values: np.ndarray) -> np.ndarray:
     """float16 when every finite value survives the cast (activations for display), else float32."""
     values = np.asarray(values, dtype=np.float32)
-    half = values.astype(np.float16)
+    with np.errstate(over="ignore"):  # overflow is the case checked for
+        half = values.astype(np.float16)
     return half if np.array_equal(np.isfinite(half), np.isfinite(values)) else values
 
 
@@ -82,8 +83,8 @@ def unpack(blob: bytes) -> tuple[object, dict[str, np.ndarray]]:
     arrays = {}
     for entry in header["arrays"]:
         dtype = np.dtype(DTYPES[entry["dtype"]])
-        start = entry["offset"]
-        arrays[entry["name"]] = _unshuffle(data[start : start + entry["length"] * dtype.itemsize], dtype, entry["length"])
+        start, length = entry["offset"], entry["length"]
+        arrays[entry["name"]] = _unshuffle(data[start : start + length * dtype.itemsize], dtype, length)
     return header["json"], arrays
 
 

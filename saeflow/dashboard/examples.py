@@ -9,20 +9,27 @@ ordered by frequency, so common tokens get small ids, which compress best.
 A window's place in its sequence follows from the contract: it holds pos − context ..
 pos + context clipped to the sequence, and pos is the first token where the feature reaches the
 window's max, so the window starts at pos − (first argmax of its acts).
+
+Token activations are stored as 1..255, the fraction of their example's max (kept as float16),
+0 only where the feature is off: a strip's colours need no more, the set of tokens where the
+feature fires stays exact, and it halves the largest part of the file against float16.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from saeflow.analysis.labels import label_tokens
+from saeflow.analysis.groups import rank_in_runs, run_starts
+from saeflow.dashboard.blob import compact_floats, smallest_uint
+from saeflow.dashboard.tables import ByFeature, check_ids
 from saeflow.errors import SaeflowError
+
+# Distinct peak tokens kept per feature, for search by token.
+PEAK_TOKENS = 8
 
 
 @dataclass
@@ -37,6 +44,16 @@ class Windows:
     max_index: np.ndarray  # int64, the max token's index within the window
     tokens: pa.Array  # strings, all windows back to back
     acts: np.ndarray  # float32, aligned with tokens
+
+    @property
+    def first(self) -> np.ndarray:
+        """Index into tokens/acts of each window's first token."""
+        return np.cumsum(self.length) - self.length
+
+    @property
+    def activation(self) -> np.ndarray:
+        """Each window's max, at max_index."""
+        return self.acts[self.first + self.max_index]
 
 
 @dataclass
@@ -56,10 +73,10 @@ class Placement:
 
     segment: np.ndarray
     offset: np.ndarray
-    tokens: np.ndarray  # the windows' token ids, back to back (for TF-IDF)
+    tokens: np.ndarray  # the windows' token ids, back to back
 
 
-def read_windows(table: pa.Table, path: Path, n_features: int) -> Windows:
+def read_windows(table: pa.Table, path, n_features: int) -> Windows:
     keys = [("feature", "ascending"), ("rank", "ascending")]
     if "band" in table.column_names:
         keys.insert(1, ("band", "descending"))
@@ -68,9 +85,7 @@ def read_windows(table: pa.Table, path: Path, n_features: int) -> Windows:
     n_acts = pc.fill_null(pc.list_value_length(table["acts"]), 0).to_numpy().astype(np.int64)
     if not np.array_equal(length, n_acts) or (length == 0).any():
         raise SaeflowError(f"{path}: every example needs as many acts as tokens, at least one; rebuild the analysis")
-    feature = table["feature"].to_numpy().astype(np.int64)
-    if feature.size and (feature.min() < 0 or feature.max() >= n_features):
-        raise SaeflowError(f"{path}: feature ids must lie in 0..{n_features - 1} (cfg.json d_sae)")
+    feature = check_ids(table["feature"].to_numpy().astype(np.int64), n_features, str(path))
     acts = pc.list_flatten(table["acts"]).to_numpy().astype(np.float64)
     max_index = _first_argmax(acts, length)
     start = table["pos"].to_numpy().astype(np.int64) - max_index
@@ -83,7 +98,7 @@ def read_windows(table: pa.Table, path: Path, n_features: int) -> Windows:
         start=start,
         length=length,
         max_index=max_index,
-        tokens=pc.list_flatten(table["tokens"]).combine_chunks(),
+        tokens=pc.list_flatten(table["tokens"]).combine_chunks().cast(pa.string()),
         acts=acts.astype(np.float32),
     )
 
@@ -158,15 +173,41 @@ def _segments(seq: np.ndarray, start: np.ndarray, length: np.ndarray):
     return segment, seg_seq, seg_start, np.concatenate([[0], np.cumsum(seg_len)])
 
 
-def tfidf(top: Windows, placed: Placement, strings: pa.Array, idf_path: str | Path, n: int = 5):
-    """Each feature's n highest-TF-IDF tokens over its top-example contexts (the default labeler's
-    method, on token strings: a string that several token ids decode to takes the smallest idf)."""
-    idf = pq.read_table(idf_path, columns=["token", "idf"])
-    at = pc.fill_null(pc.index_in(idf["token"], value_set=strings), -1).to_numpy()
-    values = idf["idf"].to_numpy()
-    best = np.full(len(strings), np.inf)
-    np.minimum.at(best, at[at >= 0], values[at >= 0])
-    known = np.isfinite(best)
-    feature = np.repeat(top.feature, top.length)
-    shown = known[placed.tokens]
-    return label_tokens(feature[shown], placed.tokens[shown], np.flatnonzero(known), best[known], n)
+def example_tables(prefix: str, w: Windows, placed: Placement, n_features: int) -> list[ByFeature]:
+    """The examples' rows (where each window lies, its max) and their quantised token activations."""
+    columns = {
+        f"{prefix}.segment": smallest_uint(placed.segment),
+        f"{prefix}.offset": smallest_uint(placed.offset),
+        f"{prefix}.length": smallest_uint(w.length),
+        f"{prefix}.max_index": smallest_uint(w.max_index),
+        f"{prefix}.activation": compact_floats(w.activation),
+    }
+    if w.band is not None:
+        columns[f"{prefix}.band"] = smallest_uint(w.band)
+    rows = ByFeature.from_sorted(prefix, w.feature, n_features, prefix, columns)
+    per_feature = np.bincount(w.feature, weights=w.length, minlength=n_features).astype(np.int64)
+    acts = ByFeature(f"{prefix}_acts", np.concatenate([[0], np.cumsum(per_feature)]),
+                     {f"{prefix}.acts": quantise(w.acts, np.repeat(w.activation, w.length))})
+    return [rows, acts]
+
+
+def quantise(acts: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """acts as 1..255 parts of their window's peak (255 = the peak), 0 where not firing."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.clip(np.rint(255 * acts / peak), 1, 255)
+    return np.where((acts > 0) & (peak > 0), q, 0).astype(np.uint8)
+
+
+def peak_tokens(top: Windows, placed: Placement, n_features: int, n: int = PEAK_TOKENS) -> ByFeature:
+    """Per feature, the n tokens it peaks on most often in its top examples (ties: the token of
+    the stronger example first)."""
+    token = placed.tokens[top.first + top.max_index]
+    order = np.lexsort((np.arange(token.size), token, top.feature))  # rows come strongest first
+    feature, token, strongest = top.feature[order], token[order], order
+    starts = run_starts(feature, token)
+    count = np.diff(np.append(np.flatnonzero(starts), token.size))
+    feature, token, strongest = feature[starts], token[starts], strongest[starts]
+    ranked = np.lexsort((strongest, -count, feature))
+    keep = ranked[rank_in_runs(run_starts(feature[ranked])) < n]
+    return ByFeature.from_sorted("peak", feature[keep], n_features, "top_examples",
+                                 {"peak.token": smallest_uint(token[keep])})

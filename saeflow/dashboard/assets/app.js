@@ -23,32 +23,41 @@ async function route() {
   const entry = manifest.saes.find(s => s.name === params.get("sae"));
   if (!entry) {
     show("overview");
+    document.title = "saeflow dashboard";
     return;
   }
   picker.value = entry.name;
   document.getElementById("nav-features").href = `#sae=${encodeURIComponent(entry.name)}`;
   show("features");
   setLoading(true);
-  let sae;
   try {
-    sae = await openSae(entry, manifest.corpus);
+    await showFeature(entry, params.get("feature"), current);
   } finally {
     if (current === routeCount) setLoading(false);
   }
+}
+
+async function showFeature(entry, raw, current) {
+  const sae = await openSae(entry, manifest.corpus);
   if (current !== routeCount) return;
   browser.setSae(sae);
   const page = document.getElementById("feature");
-  const raw = params.get("feature");
   if (raw === null) {
     page.replaceChildren(el("p", "empty", "Pick a feature from the list, or search by id, label or token."));
     browser.select(null);
     return;
   }
   const f = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  renderFeature(page, sae, f);
+  if (f < sae.n) {
+    const chunk = await sae.chunk(f);
+    if (current !== routeCount) return;
+    renderFeature(page, sae, chunk, f);
+  } else {
+    renderMissing(page, sae, raw);
+  }
+  document.title = `Feature ${raw} · ${entry.name} · saeflow`;
   browser.select(f);
   page.scrollTop = 0;
-  document.title = `Feature ${raw} · ${entry.name} · saeflow`;
 }
 
 function start() {

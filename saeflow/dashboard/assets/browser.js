@@ -30,7 +30,7 @@ class Browser {
     this.sae = sae;
     this.haystack = null;
     this.selected = null;
-    const units = sae.feat.has("new_unit");
+    const units = sae.index.has("new_unit");
     for (const value of ["kept", "pruned"]) this.filter.querySelector(`option[value=${value}]`).disabled = !units;
     if (!units && (this.filter.value === "kept" || this.filter.value === "pruned")) this.filter.value = "all";
     this.list.scrollTop = 0;
@@ -43,15 +43,15 @@ class Browser {
       const sae = this.sae;
       this.haystack = new Array(sae.n);
       for (let g = 0; g < sae.n; g++) {
-        this.haystack[g] = [sae.label(g), ...sae.topTokens(g).map(([t]) => t), ...tfidfTokens(sae, g).map(([t]) => t)]
-          .join("\n").toLowerCase();
+        const tokens = [...sae.tokenList("peak", g), ...sae.tokenList("tfidf", g)].map(([t]) => t);
+        this.haystack[g] = [sae.label(g), ...tokens].join("\n").toLowerCase();
       }
     }
     return this.haystack[f];
   }
 
   matches() {
-    const sae = this.sae, A = sae.feat.arrays;
+    const sae = this.sae, A = sae.index.arrays;
     const keep = {
       all: () => true,
       alive: f => A.n_active[f] > 0,
@@ -73,10 +73,10 @@ class Browser {
 
   refresh() {
     if (!this.sae) return;
-    const sae = this.sae, A = sae.feat.arrays;
+    const sae = this.sae, A = sae.index.arrays;
     const {out, id} = this.matches();
     // NaN (no value) sorts last; ties keep id order.
-    const desc = v => (Number.isNaN(v) ? -Infinity : -v);
+    const desc = v => (Number.isNaN(v) ? Infinity : -v);
     const key = {
       id: null,
       density: f => desc(A.density[f]),
@@ -108,7 +108,7 @@ class Browser {
   }
 
   row(f, i) {
-    const sae = this.sae, A = sae.feat.arrays;
+    const sae = this.sae, A = sae.index.arrays;
     const row = link(featureHash(sae.name, f), undefined, "row");
     row.style.top = `${i * ROW_HEIGHT}px`;
     if (f === this.selected) row.classList.add("selected");

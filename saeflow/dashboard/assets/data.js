@@ -34,24 +34,21 @@ class Unpacked {
     this.json = json;
     this.arrays = arrays;
     this.dtypes = dtypes;
+    this.first = json && json.first ? json.first : 0; // a chunk's first feature
   }
 
   has(name) { return name in this.arrays; }
 
-  // Rows [lo, hi) of feature f in a table stored by feature (CSR `<prefix>.ptr`).
+  // Rows [lo, hi) of feature f in a table grouped by feature (`<prefix>.ptr`, see tables.py).
   rows(prefix, f) {
     const ptr = this.arrays[prefix + ".ptr"];
-    return ptr ? [ptr[f], ptr[f + 1]] : [0, 0];
+    return ptr ? [ptr[f - this.first], ptr[f - this.first + 1]] : [0, 0];
   }
 
-  // Float values [lo, hi) of an f2 or f4 array as a Float32Array.
-  floats(name, lo, hi) {
-    const array = this.arrays[name];
-    if (this.dtypes[name] !== "f2") return array.subarray(lo, hi);
-    const table = halfTable();
-    const out = new Float32Array(hi - lo);
-    for (let i = lo; i < hi; i++) out[i - lo] = table[array[i]];
-    return out;
+  // Element i of a float array, f2 or f4.
+  float(name, i) {
+    const value = this.arrays[name][i];
+    return this.dtypes[name] === "f2" ? halfTable()[value] : value;
   }
 }
 
@@ -89,69 +86,65 @@ function loadBlob(id) {
   return blobCache.get(id);
 }
 
-// Offsets of consecutive runs of `lengths` (n + 1 entries).
-function prefixSums(lengths) {
-  const out = new Uint32Array(lengths.length + 1);
-  for (let i = 0; i < lengths.length; i++) out[i + 1] = out[i] + lengths[i];
-  return out;
-}
-
-// One SAE, decoded: its features and examples blobs plus the shared corpus blob.
+// One SAE: its index blob (every feature's stats and labels) and the shared corpus blob, decoded
+// when the SAE is opened; the chunk holding a feature's details is decoded when it is shown.
 class Sae {
-  constructor(entry, feat, ex, corpus) {
+  constructor(entry, index, corpus) {
     this.entry = entry;
     this.name = entry.name;
     this.n = entry.d_sae;
-    this.feat = feat;
-    this.ex = ex;
+    this.index = index;
     this.corpus = corpus;
     this.strings = corpus.json.strings;
-    this.labels = feat.json.labels;
-    this.actStart = {};
-    for (const kind of ["top", "q"]) {
-      if (ex.has(kind + ".length")) this.actStart[kind] = prefixSums(ex.arrays[kind + ".length"]);
-    }
+    this.labels = index.json.labels;
   }
 
   label(f) { return this.labels ? this.labels[f] : ""; }
-  isDead(f) { return this.feat.arrays.n_active[f] === 0; }
-  isKept(f) { return this.feat.has("new_unit") ? this.feat.arrays.new_unit[f] >= 0 : null; }
-  isDense(f) { return this.feat.arrays.density[f] >= DENSE_DENSITY; }
+  isDead(f) { return this.index.arrays.n_active[f] === 0; }
+  isKept(f) { return this.index.has("new_unit") ? this.index.arrays.new_unit[f] >= 0 : null; }
+  isDense(f) { return this.index.arrays.density[f] >= DENSE_DENSITY; }
 
-  // Examples of feature f: kind "top" or "q" (quantile), in display order.
-  examples(kind, f) {
-    const A = this.ex.arrays, C = this.corpus.arrays;
-    const [lo, hi] = this.ex.rows(kind, f);
+  chunk(f) {
+    return loadBlob(this.entry.chunks[Math.floor(f / this.index.json.chunk_features)]);
+  }
+
+  // Strings of an index table of token ids ("peak", "tfidf"), with its scores where it has them.
+  tokenList(prefix, f) {
+    if (!this.index.has(prefix + ".token")) return [];
+    const [lo, hi] = this.index.rows(prefix, f);
+    const out = [];
+    for (let i = lo; i < hi; i++) {
+      const score = this.index.has(prefix + ".score") ? this.index.float(prefix + ".score", i) : undefined;
+      out.push([this.strings[this.index.arrays[prefix + ".token"][i]], score]);
+    }
+    return out;
+  }
+
+  // Examples of feature f from its chunk: kind "top" or "q" (quantile), in display order.
+  // Token activations come stored as 0..255 parts of the example's max (see examples.py).
+  examples(chunk, kind, f) {
+    const A = chunk.arrays, C = this.corpus.arrays;
+    const [lo, hi] = chunk.rows(kind, f);
+    let at = chunk.rows(kind + "_acts", f)[0];
     const out = [];
     for (let i = lo; i < hi; i++) {
       const seg = A[kind + ".segment"][i], offset = A[kind + ".offset"][i], length = A[kind + ".length"][i];
-      const maxIndex = A[kind + ".max_index"][i];
+      const maxIndex = A[kind + ".max_index"][i], activation = chunk.float(kind + ".activation", i);
       const base = C["seg.ptr"][seg] + offset;
-      const tokens = new Array(length);
-      for (let j = 0; j < length; j++) tokens[j] = this.strings[C.tokens[base + j]];
-      const at = this.actStart[kind][i];
-      const acts = this.ex.floats(kind + ".acts", at, at + length);
+      const tokens = new Array(length), acts = new Float32Array(length);
+      for (let j = 0; j < length; j++) {
+        tokens[j] = this.strings[C.tokens[base + j]];
+        acts[j] = A[kind + ".acts"][at + j] / 255 * activation;
+      }
+      at += length;
       out.push({
-        tokens, acts, maxIndex,
-        activation: acts[maxIndex],
+        tokens, acts, maxIndex, activation,
         seq: C["seg.seq"][seg],
         pos: C["seg.start"][seg] + offset + maxIndex,
         band: kind === "q" ? A["q.band"][i] : null,
       });
     }
     return out;
-  }
-
-  // The tokens where the feature peaks in its top examples, most frequent first.
-  topTokens(f) {
-    const counts = new Map();
-    const A = this.ex.arrays, C = this.corpus.arrays;
-    const [lo, hi] = this.ex.rows("top", f);
-    for (let i = lo; i < hi; i++) {
-      const t = C.tokens[C["seg.ptr"][A["top.segment"][i]] + A["top.offset"][i] + A["top.max_index"][i]];
-      counts.set(t, (counts.get(t) || 0) + 1);
-    }
-    return [...counts].sort((a, b) => b[1] - a[1]).map(([t, n]) => [this.strings[t], n]);
   }
 }
 
@@ -161,8 +154,8 @@ const DENSE_DENSITY = 0.01;
 const saeCache = new Map();
 function openSae(entry, corpusId) {
   if (!saeCache.has(entry.name)) {
-    saeCache.set(entry.name, Promise.all([loadBlob(entry.features), loadBlob(entry.examples), loadBlob(corpusId)])
-      .then(([feat, ex, corpus]) => new Sae(entry, feat, ex, corpus)));
+    saeCache.set(entry.name, Promise.all([loadBlob(entry.index), loadBlob(corpusId)])
+      .then(([index, corpus]) => new Sae(entry, index, corpus)));
   }
   return saeCache.get(entry.name);
 }

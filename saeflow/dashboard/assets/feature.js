@@ -25,14 +25,6 @@ function thresholdName(column) {
   return column.replace("_", ".");
 }
 
-function tfidfTokens(sae, f) {
-  if (!sae.feat.has("tfidf.token")) return [];
-  const [lo, hi] = sae.feat.rows("tfidf", f), A = sae.feat.arrays;
-  const out = [];
-  for (let i = lo; i < hi; i++) out.push([sae.strings[A["tfidf.token"][i]], A["tfidf.score"][i]]);
-  return out;
-}
-
 function chip(text, value, className) {
   const span = el("span", "chip " + (className || ""));
   span.appendChild(el("span", "chip-token", tokenText(text)));
@@ -42,7 +34,7 @@ function chip(text, value, className) {
 }
 
 function header(sae, f) {
-  const A = sae.feat.arrays;
+  const A = sae.index.arrays;
   const head = el("header", "feature-head");
   const title = el("h2", null, `Feature ${f}`);
   const badges = el("span", "badges");
@@ -58,7 +50,7 @@ function header(sae, f) {
   label.appendChild(el("span", "muted", "Label "));
   label.appendChild(el("span", "label", sae.label(f) || "—"));
   head.appendChild(label);
-  const tokens = tfidfTokens(sae, f);
+  const tokens = sae.tokenList("tfidf", f);
   if (tokens.length) {
     const line = el("div", "chips");
     line.appendChild(el("span", "muted", "TF-IDF tokens "));
@@ -69,45 +61,44 @@ function header(sae, f) {
 }
 
 function statsCard(sae, f) {
-  const A = sae.feat.arrays, box = card("Statistics");
+  const A = sae.index.arrays, box = card("Statistics");
   const pairs = [
-    ["Density", `${fmtDensity(A.density[f])} (${fmtInt(A.n_active[f])} tokens)`],
+    ["Density", `${fmtDensity(A.density[f])} (${fmtInt(A.n_active[f])} token${A.n_active[f] === 1 ? "" : "s"})`],
     ["Max", fmt(A.max[f], 4)],
     ["Mean", fmt(A.mean[f], 4)],
     ["Std", fmt(A.std[f], 4)],
     ["Min", fmt(A.min[f], 4)],
   ];
-  for (const name of sae.feat.json.thresholds) pairs.push([`Threshold ${thresholdName(name)}`, fmt(A["thr." + name][f], 4)]);
+  for (const name of sae.index.json.thresholds) pairs.push([`Threshold ${thresholdName(name)}`, fmt(A["thr." + name][f], 4)]);
   box.appendChild(keyValues(pairs));
   return box;
 }
 
-function histogramCard(sae, f) {
-  const A = sae.feat.arrays, box = card("Activation histogram");
-  const [c0, c1] = [A["hist.counts_ptr"][f], A["hist.counts_ptr"][f + 1]];
-  const [e0, e1] = [A["hist.edges_ptr"][f], A["hist.edges_ptr"][f + 1]];
+function histogramCard(sae, chunk, f) {
+  const A = chunk.arrays, box = card("Activation histogram");
+  const [c0, c1] = chunk.rows("hist_counts", f), [e0, e1] = chunk.rows("hist_edges", f);
   const counts = A["hist.counts"].subarray(c0, c1);
   if (!counts.some(c => c > 0)) {
     box.appendChild(el("p", "muted", "Never fires."));
     return box;
   }
-  const markers = sae.feat.json.thresholds
-    .map(name => ({x: A["thr." + name][f], label: thresholdName(name)}))
+  const markers = sae.index.json.thresholds
+    .map(name => ({x: sae.index.arrays["thr." + name][f], label: thresholdName(name)}))
     .filter(m => Number.isFinite(m.x));
   box.appendChild(histogramPlot(A["hist.edges"].subarray(e0, e1), counts, {xLabel: "activation", markers, title: `Activation histogram of feature ${f}`, color: "#f97316"}));
   return box;
 }
 
-function influenceCard(sae, f) {
-  const A = sae.feat.arrays, box = card("Output influence");
-  const [lo, hi] = sae.feat.rows("inf", f);
+function influenceCard(sae, chunk, f) {
+  const A = chunk.arrays, box = card("Output influence");
+  const [lo, hi] = chunk.rows("inf", f);
   const cols = el("div", "two-col");
   for (const [positive, title] of [[1, "Promotes (+)"], [0, "Suppresses (−)"]]) {
     const col = el("div", "token-col");
     col.appendChild(el("h4", null, title));
     for (let i = lo; i < hi; i++) {
       if (A["inf.positive"][i] !== positive) continue;
-      col.appendChild(chip(sae.feat.json.influence_tokens[A["inf.token"][i]], A["inf.score"][i], positive ? "pos" : "neg"));
+      col.appendChild(chip(sae.strings[A["inf.token"][i]], chunk.float("inf.score", i), positive ? "pos" : "neg"));
     }
     cols.appendChild(col);
   }
@@ -115,9 +106,9 @@ function influenceCard(sae, f) {
   return box;
 }
 
-function neighbourCards(sae, f) {
-  const A = sae.feat.arrays;
-  const [lo, hi] = sae.feat.rows("nb", f);
+function neighbourCards(sae, chunk, f) {
+  const A = chunk.arrays;
+  const [lo, hi] = chunk.rows("nb", f);
   return [[0, "Decoder-cosine neighbours", "cosine"], [1, "Co-activation neighbours", "Jaccard"]].map(([kind, title, score]) => {
     const box = card(title);
     const list = el("ol", "neighbours");
@@ -127,7 +118,7 @@ function neighbourCards(sae, f) {
       const item = el("li");
       item.appendChild(link(featureHash(sae.name, other), `#${other}`, "nb-id"));
       item.appendChild(el("span", "nb-label", sae.label(other)));
-      const value = el("span", "nb-score", fmt(A["nb.score"][i]));
+      const value = el("span", "nb-score", fmt(chunk.float("nb.score", i)));
       value.title = score;
       item.appendChild(value);
       list.appendChild(item);
@@ -137,9 +128,9 @@ function neighbourCards(sae, f) {
   });
 }
 
-function detectionCard(sae, f) {
-  const A = sae.feat.arrays, box = card("Concept detection");
-  const [lo, hi] = sae.feat.rows("det", f);
+function detectionCard(sae, chunk, f) {
+  const A = chunk.arrays, box = card("Concept detection");
+  const [lo, hi] = chunk.rows("det", f);
   if (lo === hi) {
     box.appendChild(el("p", "muted", sae.isKept(f) === false ? "Pruned unit: not evaluated." : "No labels."));
     return box;
@@ -150,45 +141,45 @@ function detectionCard(sae, f) {
   table.appendChild(head);
   for (let i = lo; i < hi; i++) {
     const tr = el("tr");
-    tr.appendChild(el("td", null, sae.feat.json.detection_labels[A["det.label"][i]]));
-    for (const c of ["precision", "recall", "f1", "auroc"]) tr.appendChild(el("td", "num", fmt(A["det." + c][i])));
+    tr.appendChild(el("td", null, sae.index.json.detection_labels[A["det.label"][i]]));
+    for (const c of ["precision", "recall", "f1", "auroc"]) tr.appendChild(el("td", "num", fmt(chunk.float("det." + c, i))));
     table.appendChild(tr);
   }
   box.appendChild(table);
   return box;
 }
 
-function examplesCard(sae, f) {
-  const A = sae.feat.arrays;
-  const top = sae.examples("top", f);
+function examplesCards(sae, chunk, f) {
+  const A = sae.index.arrays;
+  const top = sae.examples(chunk, "top", f);
   const scale = Number.isFinite(A.max[f]) && A.max[f] > 0 ? A.max[f] : (top[0] ? top[0].activation : 1);
   const box = card(`Top activations (${top.length})`, "top-examples");
   box.appendChild(top.length ? exampleList(top, scale, "top") : el("p", "muted", "No examples: the feature never fires."));
   const cards = [box];
-  const quantile = sae.examples("q", f);
+  const quantile = sae.examples(chunk, "q", f);
   if (quantile.length) {
     const q = card(`Examples across the activation range (${quantile.length})`, "quantile-examples");
-    q.appendChild(bandedExamples(quantile, scale, sae.ex.json.bands, A.max[f]));
+    q.appendChild(bandedExamples(quantile, scale, sae.index.json.bands, A.max[f]));
     cards.push(q);
   }
   return cards;
 }
 
-function renderFeature(container, sae, f) {
-  container.replaceChildren();
-  if (!(Number.isInteger(f) && f >= 0 && f < sae.n)) {
-    container.appendChild(el("p", "empty", `SAE ${sae.name} has no feature ${f}: ids run from 0 to ${sae.n - 1}.`));
-    return;
-  }
-  container.appendChild(header(sae, f));
+// Draws feature f of `sae` into `container`; `chunk` is the decoded chunk that holds it.
+function renderFeature(container, sae, chunk, f) {
+  container.replaceChildren(header(sae, f));
   const row = el("div", "cards");
   row.appendChild(statsCard(sae, f));
-  if (sae.feat.has("hist.counts")) row.appendChild(histogramCard(sae, f));
-  if (sae.feat.has("inf.token")) row.appendChild(influenceCard(sae, f));
+  if (chunk.has("hist.counts")) row.appendChild(histogramCard(sae, chunk, f));
+  if (chunk.has("inf.token")) row.appendChild(influenceCard(sae, chunk, f));
   container.appendChild(row);
-  for (const c of examplesCard(sae, f)) container.appendChild(c);
+  container.append(...examplesCards(sae, chunk, f));
   const more = el("div", "cards");
-  if (sae.feat.has("nb.other")) for (const c of neighbourCards(sae, f)) more.appendChild(c);
-  if (sae.feat.has("det.label")) more.appendChild(detectionCard(sae, f));
+  if (chunk.has("nb.other")) more.append(...neighbourCards(sae, chunk, f));
+  if (chunk.has("det.label")) more.appendChild(detectionCard(sae, chunk, f));
   if (more.childElementCount) container.appendChild(more);
+}
+
+function renderMissing(container, sae, f) {
+  container.replaceChildren(el("p", "empty", `SAE ${sae.name} has no feature ${f}: ids run from 0 to ${sae.n - 1}.`));
 }

@@ -62,7 +62,12 @@ function trainingCard(saes) {
     fig.appendChild(linePlot(series, {xLabel: "tokens seen", title}));
     grid.appendChild(fig);
   }
-  box.appendChild(grid.childElementCount ? grid : el("p", "muted", "No training logs."));
+  if (!grid.childElementCount) {
+    box.appendChild(el("p", "muted", "No training logs."));
+  } else {
+    box.appendChild(el("p", "muted small", "One line per SAE, coloured as in the table above."));
+    box.appendChild(grid);
+  }
   return box;
 }
 

@@ -35,6 +35,13 @@ function fmtInt(v) {
   return v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US");
 }
 
+// Large counts for axis ticks: 2M, 500k.
+function fmtCompact(v) {
+  const a = Math.abs(v);
+  for (const [unit, size] of [["B", 1e9], ["M", 1e6], ["k", 1e3]]) if (a >= size) return fmt(v / size) + unit;
+  return fmt(v);
+}
+
 function fmtPct(v) {
   return v === null || v === undefined || Number.isNaN(v) ? "–" : fmt(100 * v) + "%";
 }
@@ -89,7 +96,7 @@ function linePlot(series, {width = 320, height = 190, xLabel = "", title = ""} =
   if (y1 === y0) y1 = y0 + 1;
   const x = v => PAD.left + (x1 > x0 ? (v - x0) / (x1 - x0) : 0.5) * (width - PAD.left - PAD.right);
   const y = v => height - PAD.bottom - (v - y0) / (y1 - y0) * (height - PAD.top - PAD.bottom);
-  axes(svg, width, height, x, y, ticks(x0, x1, 3), ticks(y0, y1, 4), xLabel);
+  axes(svg, width, height, x, y, ticks(x0, x1, 3), ticks(y0, y1, 4), xLabel, fmtCompact);
   for (const s of series) {
     const points = s.x.map((v, i) => [v, s.y[i]]).filter(([, v]) => v !== null && Number.isFinite(v));
     const d = points.map(([a, b], i) => `${i ? "L" : "M"}${x(a).toFixed(1)},${y(b).toFixed(1)}`).join("");

@@ -1,0 +1,23 @@
+# Every SAE's analysis artifacts -> one self-contained results/dashboard.html.
+
+
+rule dashboard:
+    input:
+        unpack(dashboard_inputs),
+    output:
+        html=PATHS["dashboard"],
+    params:
+        saes=list(config["saes"]),
+        model=MODEL_PATH,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        log_path("dashboard"),
+    benchmark:
+        benchmark_path("dashboard")
+    conda:
+        "../envs/model.yaml"
+    script:
+        "../scripts/dashboard.py"

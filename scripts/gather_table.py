@@ -1,6 +1,0 @@
-"""Concatenate one analysis table's shard pieces (shards are in feature order)."""
-from saeflow import jobs, storage
-
-snakemake = snakemake  # noqa: F821  (injected by Snakemake)
-
-jobs.run_job(snakemake.log[0], lambda: storage.concat_parquet(list(snakemake.input.pieces), snakemake.output.table))

@@ -1,0 +1,220 @@
+"""The dashboard in a real headless Chromium, opened from file:// with the network off.
+
+Skipped only where no chromium binary exists (CI installs Debian's); with one present these
+must run. Every test also checks the page logged no error, opened no dialog and requested
+nothing but its own file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from .chromium import chromium_path, launch
+from .decode import assert_shown_acts
+from .conftest import DEAD, NEEDLE, NEEDLE_LABEL, XSS_FEATURE, XSS_IMG, XSS_LABEL, XSS_LABEL_FEATURE, XSS_SCRIPT
+
+pytestmark = pytest.mark.skipif(chromium_path() is None,
+                                reason="no chromium binary on PATH (apt-get install chromium; CI installs it)")
+
+ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots for people to look at (git-ignored)
+
+SHOWN_EXAMPLES = """sel => [...document.querySelectorAll(sel + ' .ex')].map(ex => {
+  const toks = [...ex.querySelectorAll('.tok')];
+  return {tokens: toks.map(t => t.textContent), acts: toks.map(t => Number(t.dataset.act)),
+          max: toks.findIndex(t => t.classList.contains('max'))};
+})"""
+
+
+class Watched:
+    """A page with everything it logs, requests and pops up recorded."""
+
+    def __init__(self, browser, html: Path):
+        self.html = html
+        self.page = browser.new_page(viewport={"width": 1440, "height": 900})
+        self.errors, self.requests, self.dialogs = [], [], []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+    def open(self, fragment: str = "") -> "Watched":
+        self.page.goto(self.html.as_uri() + fragment)
+        return self
+
+    def go(self, fragment: str) -> None:
+        self.page.evaluate("h => { location.hash = h; }", fragment)
+
+    def wait_title(self, title: str) -> None:
+        """Wait until the feature page shows `title` ("Feature <id>")."""
+        self.page.wait_for_function("t => document.querySelector('#feature h2')?.firstChild?.textContent === t",
+                                    arg=title)
+
+    def scroll_to_end(self) -> None:
+        self.page.locator("#list").evaluate("node => { node.scrollTop = node.scrollHeight; }")
+
+    def wait_last_row(self, feature: int) -> None:
+        self.page.wait_for_function("f => document.querySelector('#list .row:last-child .row-id').textContent === f",
+                                    arg=str(feature))
+
+    def list_ids(self) -> list[int]:
+        return [int(t) for t in self.page.locator("#list .row .row-id").all_text_contents()]
+
+    def check(self) -> None:
+        assert self.errors == []
+        assert self.dialogs == []
+        assert set(self.requests) == {self.html.as_uri()}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launch() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def page(browser, built):
+    watched = Watched(browser, built.html)
+    yield watched
+    watched.page.close()
+
+
+def test_overview_loads_offline(page, built):
+    page.open()
+    page.page.wait_for_selector("#overview .metrics")
+    names = page.page.locator("#overview .metrics td.name").all_text_contents()
+    assert names == ["a", "b"]
+    assert page.page.locator("#overview .plot").count() == 4 + 2  # training curves + densities per SAE
+    assert "16 documents, 1,536 tokens" in page.page.locator("#overview").inner_text()
+    page.check()
+
+
+def test_deep_link_shows_the_parquet_examples(page, built):
+    page.open("#sae=a&feature=0")
+    page.page.wait_for_selector(".top-examples .ex")
+    table = pq.read_table(f"{built.saes[0]['dir']}/analysis/top_examples.parquet").to_pylist()
+    expected = sorted((r for r in table if r["feature"] == 0), key=lambda r: r["rank"])
+    shown = page.page.evaluate(SHOWN_EXAMPLES, ".top-examples")
+    assert len(shown) == len(expected) == 20
+    for got, row in zip(shown, expected):
+        assert got["tokens"] == row["tokens"]
+        assert_shown_acts(got["acts"], row["acts"], row["activation"])
+        assert got["max"] == int(np.argmax(row["acts"]))
+    quantile = pq.read_table(f"{built.saes[0]['dir']}/analysis/quantile_examples.parquet").to_pylist()
+    bands = {r["band"] for r in quantile if r["feature"] == 0}
+    assert page.page.locator(".quantile-examples .band-head").count() == len(bands)
+    assert page.page.locator(".quantile-examples .ex").count() == sum(r["feature"] == 0 for r in quantile)
+    page.check()
+
+
+def test_search_by_label_id_and_token(page, built):
+    page.open("#sae=a")
+    page.page.wait_for_selector("#list .row")
+    search = page.page.locator("#search")
+    search.fill(NEEDLE_LABEL[:9].upper())
+    assert page.list_ids() == [NEEDLE]
+    search.fill("12")
+    assert page.list_ids()[0] == 12
+    search.fill("onerror=alert(1)")  # a token where feature XSS_FEATURE peaks
+    assert XSS_FEATURE in page.list_ids()
+    search.fill(NEEDLE_LABEL)
+    page.page.locator("#list .row").first.click()
+    page.wait_title(f"Feature {NEEDLE}")
+    assert page.page.evaluate("location.hash") == f"#sae=a&feature={NEEDLE}"
+    page.check()
+
+
+def test_hash_changes_navigate_and_history_works(page, built):
+    page.open("#sae=a&feature=1")
+    page.wait_title("Feature 1")
+    page.go("#sae=b&feature=2")
+    page.wait_title("Feature 2")
+    assert "b · layer 5" in page.page.locator("#feature .badges").inner_text()
+    neighbour = page.page.locator("#feature .neighbours a").first
+    other = int(neighbour.inner_text().lstrip("#"))
+    neighbour.click()
+    page.wait_title(f"Feature {other}")
+    page.page.go_back()
+    page.wait_title("Feature 2")
+    page.page.go_back()
+    page.wait_title("Feature 1")
+    assert page.page.locator("#sae-select").input_value() == "a"
+    page.page.go_forward()
+    page.wait_title("Feature 2")
+    page.page.locator("#list").press("ArrowDown")
+    page.wait_title("Feature 3")
+    page.go("#sae=a&feature=999")
+    page.page.wait_for_selector("#feature .empty")
+    assert "no feature 999" in page.page.locator("#feature .empty").inner_text()
+    page.check()
+
+
+def test_markup_in_the_data_stays_text(page, built):
+    page.open(f"#sae=a&feature={XSS_FEATURE}")
+    page.page.wait_for_selector(".top-examples .ex")
+    first = page.page.evaluate(SHOWN_EXAMPLES, ".top-examples")[0]
+    assert XSS_IMG in first["tokens"] and XSS_SCRIPT in first["tokens"]
+    page.go(f"#sae=a&feature={XSS_LABEL_FEATURE}")
+    page.wait_title(f"Feature {XSS_LABEL_FEATURE}")
+    assert page.page.locator("#feature .label").inner_text() == XSS_LABEL
+    page.page.wait_for_timeout(300)  # time for any injected handler to fire
+    injected = page.page.evaluate("""() => ({
+        img: document.querySelectorAll('img').length,
+        b: document.querySelectorAll('b').length,
+        scripts: document.querySelectorAll('script').length,
+        blobs: document.querySelectorAll('script[type="application/octet-stream"]').length})""")
+    assert injected["img"] == 0 and injected["b"] == 0
+    assert injected["scripts"] == injected["blobs"] + 2  # manifest and the page's own script
+    assert "<b>bold</b>" in page.page.locator("#feature").inner_text()  # a document label, in detection
+    page.check()
+
+
+def test_filters_sort_and_virtual_list(page, built):
+    page.open("#sae=a")
+    page.page.wait_for_selector("#list .row")
+    assert 0 < page.page.locator("#list .row").count() < 48  # only the rows in view exist
+    page.page.select_option("#filter", "dead")
+    assert page.list_ids() == [DEAD]
+    assert page.page.locator("#list-count").inner_text() == "1 of 48 features"
+    page.page.select_option("#filter", "pruned")
+    kept = json.loads(Path(built.saes[0]["dir"], "units", "unit_map.json").read_text())["kept_units"]
+    assert page.list_ids() == [f for f in range(48) if f not in kept]
+    page.page.select_option("#filter", "all")
+    page.page.select_option("#sort", "density")
+    density = pq.read_table(f"{built.saes[0]['dir']}/analysis/feature_stats.parquet")["density"].to_numpy()
+    assert page.list_ids()[0] == int(np.argmax(density))
+    page.page.select_option("#sort", "max")
+    page.scroll_to_end()
+    page.wait_last_row(DEAD)  # a dead feature has no max: it sorts last
+    page.page.select_option("#sort", "id")
+    page.scroll_to_end()
+    page.wait_last_row(47)  # drawn only once scrolled into view
+    page.check()
+
+
+def test_screenshots(page, built, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, fragment in (("overview", ""), ("feature", f"#sae=a&feature={XSS_FEATURE}")):
+        page.open(fragment)
+        page.page.wait_for_selector(".top-examples .ex" if fragment else "#overview .metrics")
+        shot = tmp_path / f"{name}.png"
+        page.page.screenshot(path=shot)
+        assert shot.stat().st_size > 10_000
+        shutil.copy(shot, ARTIFACTS / shot.name)
+    page.check()
+
+
+def test_minimal_sae_renders(browser, built_minimal):
+    page = Watched(browser, built_minimal.html).open("#sae=a&feature=0")
+    page.page.wait_for_selector(".top-examples .ex")
+    assert page.page.locator("#feature .card").count() == 2  # statistics and top examples only
+    page.go("")
+    page.page.wait_for_selector("#overview:not([hidden])")
+    assert "No training logs." in page.page.locator("#overview").inner_text()
+    page.check()
+    page.page.close()
