@@ -1,4 +1,5 @@
-"""Run a function in a fresh child process; return its result, seconds and peak memory.
+"""Measurement helpers for the benchmarks: best-of-N timing, and running a function in a fresh
+child process to get its seconds and peak memory.
 
 A fresh process per measurement because a process's high-water mark only goes up: measured in
 one interpreter, a later, leaner step would report an earlier step's peak.
@@ -44,3 +45,13 @@ def run_in_child(fn, *args):
     """
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_measured, fn, args).result()
+
+
+def best_of(repeats: int, fn) -> float:
+    """The fastest of `repeats` timings of fn(): other load on the machine only ever adds time."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from _rss import best_of
 from saeflow.activations import capture_chunk, length_sorted_batches, padded_batch
 from saeflow.chunks import plan_chunks, read_token_rows, sequence_lengths
 from saeflow.corpus import iter_documents
@@ -29,15 +29,6 @@ def bare_forward(model, token_ids, seq_starts, lengths, layer, batch_size):
         for batch in length_sorted_batches(lengths, batch_size):
             ids, mask = padded_batch(token_ids, seq_starts, lengths, batch)
             model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
-
-
-def best_of(repeats, fn):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main():

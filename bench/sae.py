@@ -27,7 +27,7 @@ import torch
 import zarr
 from zarr.codecs.numcodecs import Delta
 
-from _rss import run_in_child
+from _rss import best_of, run_in_child
 from saeflow.features import encode_chunk, read_sparse_chunk, transpose_store
 from saeflow.storage import ZarrChunkWriter
 from saeflow.train import TrainConfig, train_sae, unit_mean_squared_norm_scale
@@ -83,15 +83,6 @@ def bare_run(batches, steps, adam):
             param.grad = None
         stamps.append(time.perf_counter())
     return stamps
-
-
-def best_of(repeats, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def store_bytes(path: Path) -> int:

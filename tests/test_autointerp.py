@@ -4,7 +4,6 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
