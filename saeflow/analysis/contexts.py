@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from saeflow.analysis.entries import Entries
+from saeflow.analysis.groups import is_sorted
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,19 @@ def activations_at(entries: Entries, feature: np.ndarray, token: np.ndarray) -> 
 
     Tokens or features outside the entries' source (another chunk, another shard) also read 0.
     """
-    # One sorted (token, feature) key per entry, then a binary search per query.
-    keys = entries.token * entries.n_features + entries.local
-    order = np.argsort(keys)
-    keys, value = keys[order], entries.value[order]
+    # One sorted (feature, token) key per entry, then a binary search per query. A shard's
+    # entries come in that order already; only other sources (chunks) need the sort.
+    bound = int(entries.token.max()) + 1 if entries.token.size else 0
+    keys = entries.local * bound + entries.token
+    value = entries.value
+    if not is_sorted(keys):
+        order = np.argsort(keys)
+        keys, value = keys[order], value[order]
     local = np.asarray(feature, dtype=np.int64) - entries.first_feature
-    covered = (local >= 0) & (local < entries.n_features)
+    token = np.asarray(token, dtype=np.int64)
+    covered = (local >= 0) & (local < entries.n_features) & (token >= 0) & (token < bound)
     if keys.size == 0:
         return np.zeros(local.shape, dtype=np.float32)
-    query = np.asarray(token, dtype=np.int64) * entries.n_features + local
+    query = local * bound + token
     at = np.minimum(np.searchsorted(keys, query), keys.size - 1)
     return np.where(covered & (keys[at] == query), value[at], 0).astype(np.float32)

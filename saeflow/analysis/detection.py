@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from saeflow.analysis.entries import Entries
-from saeflow.analysis.groups import run_starts
+from saeflow.analysis.groups import is_sorted, packed_key, run_starts
 from saeflow.errors import SaeflowError
 
 
@@ -109,6 +109,10 @@ def detection_scores(
 
 
 def _reduce(unit: np.ndarray, doc: np.ndarray, value: np.ndarray) -> DocMax:
+    if unit.size and is_sorted(unit, doc):
+        # Already grouped (a feature shard's entries are in (feature, token) order): max of each run.
+        starts = np.flatnonzero(run_starts(unit, doc))
+        return DocMax(unit[starts], doc[starts], np.maximum.reduceat(value, starts))
     order = np.lexsort((-value, doc, unit))
     keep = order[run_starts(unit[order], doc[order])]
     return DocMax(unit[keep], doc[keep], value[keep])
@@ -116,7 +120,10 @@ def _reduce(unit: np.ndarray, doc: np.ndarray, value: np.ndarray) -> DocMax:
 
 def _ranks(maxima: DocMax, n_units: int, n_docs: int) -> np.ndarray:
     """Each row's average rank (1-based, ascending, ties averaged) among all n_docs maxima of its unit."""
-    order = np.lexsort((maxima.value, maxima.unit))
+    # Order among equal values doesn't matter (ties share their average rank), so an unstable
+    # sort of one packed key does where the values allow it.
+    key = packed_key(maxima.unit, maxima.value)
+    order = np.lexsort((maxima.value, maxima.unit)) if key is None else np.argsort(key)
     unit, value = maxima.unit[order], maxima.value[order]
     unit_start = np.flatnonzero(run_starts(unit))
     before_unit = np.repeat(unit_start, np.diff(np.append(unit_start, order.size)))

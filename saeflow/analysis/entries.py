@@ -69,6 +69,8 @@ def csc_entries(indptr: np.ndarray, token: np.ndarray, value: np.ndarray, first_
         )
     feature = first_feature + np.repeat(np.arange(counts.size, dtype=np.int64), counts)
     active = value != 0
+    if active.all():  # the usual case: skip three masked copies
+        active = slice(None)
     return Entries(
         token=token[active].astype(np.int64),
         feature=feature[active],

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from saeflow.analysis.topk import top_k_entries, top_k_per_row
+from saeflow.analysis.topk import top_k_per_row
 from saeflow.errors import SaeflowError
 
 
@@ -49,16 +49,26 @@ def cooccurrence_counts(
 
     Sum over chunks for the whole corpus; the diagonal counts each feature's active tokens.
     """
+    size = (block_stop - block_start) * n_features
+    keys = cooccurrence_keys(indices, values, block_start, block_stop, n_features)
+    return np.bincount(keys, minlength=size).reshape(-1, n_features)
+
+
+def cooccurrence_keys(
+    indices: np.ndarray, values: np.ndarray, block_start: int, block_stop: int, n_features: int
+) -> np.ndarray:
+    """Flat (block row * n_features + other) key of every co-active pair in the chunk.
+
+    cooccurrence_counts is their bincount; keys of several chunks can share one bincount.
+    """
     indices = np.asarray(indices)
     active = np.where((indices >= 0) & (np.asarray(values) != 0), indices, -1).astype(np.int64)
     if active.size and active.max() >= n_features:
         raise SaeflowError(f"sparse chunk has feature id {active.max()} but n_features is {n_features}")
     row, col = np.nonzero((active >= block_start) & (active < block_stop))
     partners = active[row]  # [m, k]: the other features active on each in-block entry's token
-    paired = partners >= 0
-    first = np.repeat(active[row, col] - block_start, paired.sum(axis=1))
-    size = (block_stop - block_start) * n_features
-    return np.bincount(first * n_features + partners[paired], minlength=size).reshape(-1, n_features)
+    keys = (active[row, col] - block_start)[:, None] * n_features + partners
+    return keys[partners >= 0]
 
 
 def coactivation_neighbours(counts_BF: np.ndarray, block_start: int, n_active: np.ndarray, n: int) -> Neighbours:
@@ -66,15 +76,18 @@ def coactivation_neighbours(counts_BF: np.ndarray, block_start: int, n_active: n
 
     counts_BF: cooccurrence_counts summed over all chunks; n_active: every feature's active tokens.
     """
-    row, other = np.nonzero(counts_BF)  # only pairs sharing a token are candidates
-    feature = block_start + row
-    apart = other != feature
-    row, other, feature = row[apart], other[apart], feature[apart]
-    shared = counts_BF[row, other]
     n_active = np.asarray(n_active, dtype=np.int64)
-    jaccard = shared / (n_active[feature] + n_active[other] - shared)
-    feature, other, score, rank = top_k_entries(feature, other, jaccard, n)
-    return Neighbours(feature=feature, rank=rank, other=other, score=score)
+    rows = np.arange(counts_BF.shape[0])
+    # A dense float64 Jaccard block, built in place: integer sums are exact in float64, so this is
+    # the same division as shared / (|a| + |b| - shared) on int64.
+    jaccard_BF = np.empty(counts_BF.shape, dtype=np.float64)
+    np.add(n_active[block_start + rows, None], n_active[None, :], out=jaccard_BF)
+    jaccard_BF -= counts_BF
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 where neither fires; masked next
+        np.divide(counts_BF, jaccard_BF, out=jaccard_BF)
+    # Only pairs sharing a token are candidates, never the feature itself: -inf is never chosen.
+    jaccard_BF[counts_BF == 0] = -np.inf
+    return _nearest(jaccard_BF, block_start, n)
 
 
 def _nearest(scores_BF: np.ndarray, start: int, n: int) -> Neighbours:

@@ -1,7 +1,7 @@
 """Exact per-feature percentiles of nonzero values, all features of a shard at once.
 
 Reproduces np.percentile(values, q) with a list q (numpy's default "linear" method) bit for
-bit: values are sorted within each feature by one lexsort, and the interpolation repeats
+bit: values are sorted within each feature by one sort, and the interpolation repeats
 numpy's arithmetic (the difference of the two neighbours in the values' float32, the
 weighted step in float64, from the upper neighbour when the weight is >= 0.5).
 """
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from saeflow.analysis.entries import Entries
+from saeflow.analysis.groups import packed_key
 from saeflow.errors import SaeflowError
 
 
@@ -26,7 +27,7 @@ def percentiles(entries: Entries, q: Sequence[float]) -> np.ndarray:
     result = np.full((entries.n_features, quantile.size), np.nan)
     if local.size == 0:
         return result
-    ordered = entries.value[np.lexsort((entries.value, local))]
+    ordered = _sorted_within_features(local, entries.value)
     start = np.cumsum(count) - count
 
     virtual = (count[:, None] - 1) * quantile[None, :]
@@ -42,3 +43,11 @@ def percentiles(entries: Entries, q: Sequence[float]) -> np.ndarray:
     diff = b - a
     result[fired] = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
     return result
+
+
+def _sorted_within_features(local: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """The values ordered by (feature, value)."""
+    key = packed_key(local, value)
+    if key is None:
+        return value[np.lexsort((value, local))]
+    return (np.sort(key) & 0xFFFFFFFF).astype(np.uint32).view(np.float32)

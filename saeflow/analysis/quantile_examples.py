@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from saeflow.analysis.binning import bin_index, linear_edges
-from saeflow.analysis.groups import rank_in_runs, run_starts
+from saeflow.analysis.groups import is_sorted, rank_in_runs, run_starts
 from saeflow.analysis.top_examples import SeqMax
 from saeflow.errors import SaeflowError
 
@@ -44,13 +44,24 @@ def sample_bands(maxima: SeqMax, bands: int, per_band: int, seed: int) -> BandEx
         raise SaeflowError(
             f"need quantile_bands >= 1, per_band >= 0 and seed >= 0; got {bands}, {per_band}, {seed}"
         )
-    features, group = np.unique(maxima.feature, return_inverse=True)
-    feature_max = np.full(features.size, -np.inf, dtype=np.float32)
-    np.maximum.at(feature_max, group, maxima.activation)
+    # SeqMax comes sorted by (feature, seq): features are then runs, and a stable sort keeps
+    # seq order among ties by itself. Other input takes the general path.
+    grouped = maxima.feature.size > 0 and is_sorted(maxima.feature, maxima.seq)
+    if grouped:
+        starts = run_starts(maxima.feature)
+        group = np.cumsum(starts) - 1
+        feature_max = np.maximum.reduceat(maxima.activation, np.flatnonzero(starts)).astype(np.float32)
+    else:
+        features, group = np.unique(maxima.feature, return_inverse=True)
+        feature_max = np.full(features.size, -np.inf, dtype=np.float32)
+        np.maximum.at(feature_max, group, maxima.activation)
     band = bin_index(linear_edges(feature_max, bands), group, maxima.activation)
 
     key = sample_key(seed, maxima.feature, maxima.seq)
-    order = np.lexsort((maxima.seq, key, band, maxima.feature))
+    if grouped:
+        order = _sampling_order(key, group * (bands + 1) + band + 1, per_band)  # band >= -1
+    else:
+        order = np.lexsort((maxima.seq, key, band, maxima.feature))
     drawn = order[rank_in_runs(run_starts(maxima.feature[order], band[order])) < per_band]
 
     order = drawn[np.lexsort((maxima.seq[drawn], -maxima.activation[drawn], band[drawn], maxima.feature[drawn]))]
@@ -62,6 +73,19 @@ def sample_bands(maxima: SeqMax, bands: int, per_band: int, seed: int) -> BandEx
         seq=maxima.seq[order],
         token=maxima.token[order],
     )
+
+
+def _sampling_order(key: np.ndarray, cell: np.ndarray, per_band: int) -> np.ndarray:
+    """Indices in (cell, key) order, input order among ties, of enough elements to hold each
+    cell's per_band smallest keys: every element left out has a larger key than all kept ones."""
+    size = np.bincount(cell)
+    # A cell's per_band smallest of m uniform keys lie below about per_band / m of the key range;
+    # keeping those under 4x that keeps the sort small. A cell with too few under it keeps all.
+    limit = np.minimum(1.0, 4.0 * per_band / np.maximum(size, 1)) * 2.0**64
+    below = key.astype(np.float64) < limit[cell]  # monotonic in key, so exact as a cut
+    short = np.bincount(cell, weights=below, minlength=size.size) < np.minimum(size, per_band)
+    kept = np.flatnonzero(below | short[cell])
+    return kept[np.lexsort((key[kept], cell[kept]))]
 
 
 def sample_key(seed: int, feature: np.ndarray, seq: np.ndarray) -> np.ndarray:
