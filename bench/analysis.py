@@ -54,7 +54,8 @@ from _rss import run_in_child
 from saeflow import storage
 from saeflow.decoder_tables import coactivation_table, cosine_table, influence_table
 from saeflow.feature_shard import AnalysisParams, analyse_shard, load_corpus_index, shard_range
-from saeflow.features import read_sparse_chunk, transpose_store
+from saeflow.features import transpose_store
+from saeflow.storage import read_sparse_chunk
 from saeflow.units import UnitCriteria, filter_chunk, select_units, thresholds_table, write_unit_map
 
 CHUNK_TOKENS = 32768  # activations.tokens_per_chunk

@@ -28,7 +28,8 @@ import zarr
 from zarr.codecs.numcodecs import Delta
 
 from _rss import best_of, run_in_child
-from saeflow.features import encode_chunk, read_sparse_chunk, transpose_store
+from saeflow.features import encode_chunk, transpose_store
+from saeflow.storage import read_sparse_chunk
 from saeflow.storage import ZarrChunkWriter
 from saeflow.train import TrainConfig, train_sae, unit_mean_squared_norm_scale
 

@@ -17,7 +17,7 @@ checkpoint plan_chunks:
     benchmark:
         benchmark_path("plan_chunks")
     conda:
-        "../envs/model.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/plan_chunks.py"
 

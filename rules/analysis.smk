@@ -41,7 +41,7 @@ rule analyse_feature_shard:
     benchmark:
         benchmark_path("analyse_feature_shard", "{sae}/shard-{shard}")
     conda:
-        "../envs/model.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/analyse_feature_shard.py"
 
@@ -92,6 +92,6 @@ rule gather_analysis:
     benchmark:
         benchmark_path("gather_analysis", "{sae}")
     conda:
-        "../envs/model.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/gather_analysis.py"

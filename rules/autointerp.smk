@@ -22,7 +22,7 @@ if config["autointerp"]["enabled"]:
         benchmark:
             benchmark_path("autointerp_prompts", "{sae}")
         conda:
-            "../envs/model.yaml"
+            "../envs/tables.yaml"
         script:
             "../scripts/autointerp_prompts.py"
 
@@ -46,6 +46,6 @@ if config["autointerp"]["enabled"]:
             benchmark:
                 benchmark_path("autointerp_labels", "{sae}")
             conda:
-                "../envs/model.yaml"
+                "../envs/tables.yaml"
             script:
                 "../scripts/autointerp_labels.py"

@@ -158,8 +158,8 @@ def sae_targets(sae):
     return expand(targets, sae=sae)
 
 
-def final_targets(wildcards):
-    """The default targets: every artifact the implemented stages make."""
+def run_artifacts(wildcards=None):
+    """Every artifact of the run but the dashboard."""
     return [
         PATHS["tokens"],
         PATHS["documents"],
@@ -167,8 +167,12 @@ def final_targets(wildcards):
         *expand(PATHS["mean"], layer=sae_layers()),
         PATHS["metrics"],
         *[target for sae in config["saes"] for target in sae_targets(sae)],
-        PATHS["dashboard"],
     ]
+
+
+def final_targets(wildcards):
+    """The default targets: the whole run, dashboard included."""
+    return [*run_artifacts(), PATHS["dashboard"]]
 
 
 def dashboard_inputs(wildcards):
@@ -187,4 +191,7 @@ def dashboard_inputs(wildcards):
     }
     inputs = {"documents": PATHS["documents"], "tokens": PATHS["tokens"]}
     inputs.update({key: expand(pattern, sae=list(config["saes"])) for key, pattern in per_sae.items()})
+    # Not read, but asked for: `snakemake results/dashboard.html` then leaves the whole run built
+    # (layer means, filtered units, the sweep's metrics), the same set as `rule all`.
+    inputs["rest_of_run"] = run_artifacts()
     return inputs

@@ -18,6 +18,6 @@ rule dashboard:
     benchmark:
         benchmark_path("dashboard")
     conda:
-        "../envs/model.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/dashboard.py"

@@ -17,7 +17,7 @@ rule unit_map:
     benchmark:
         benchmark_path("unit_map", "{sae}")
     conda:
-        "../envs/model.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/unit_map.py"
 
@@ -37,7 +37,7 @@ rule filter_units:
     benchmark:
         benchmark_path("filter_units", "{sae}/{chunk}")
     conda:
-        "../envs/model.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/filter_units.py"
 
@@ -57,7 +57,7 @@ rule thresholds:
     benchmark:
         benchmark_path("thresholds", "{sae}")
     conda:
-        "../envs/model.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/thresholds.py"
 
@@ -77,6 +77,6 @@ rule detection:
     benchmark:
         benchmark_path("detection", "{sae}")
     conda:
-        "../envs/model.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/detection.py"

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from saeflow.analysis.influence import influences
 from saeflow.analysis.neighbours import Neighbours, coactivation_neighbours, cooccurrence_keys, cosine_neighbours
-from saeflow.features import read_sparse_chunk
+from saeflow.storage import read_sparse_chunk
 
 # Co-occurrence counts are a [block, n_features] int64 matrix per block of features.
 _COACTIVATION_BLOCK_BYTES = 1 << 28

@@ -61,14 +61,6 @@ def encode_chunk(sae, acts_path, out_path, value_dtype: str = "float32", progres
     log.info("%s: %d tokens encoded, %d active entries", out_path, n_rows, int((values_out[:] > 0).sum()))
 
 
-def read_sparse_chunk(path) -> tuple[np.ndarray, np.ndarray, int]:
-    """(indices, values widened to float32, token_start) of one sparse chunk."""
-    group = storage.open_zarr_group(path)
-    indices = storage.read_zarr_array(group, "indices")
-    values = storage.read_zarr_array(group, "values").astype(np.float32)
-    return indices, values, int(group.attrs["token_start"])
-
-
 def _feature_counts(chunk_paths, n_features: int) -> tuple[np.ndarray, int, np.dtype]:
     counts = np.zeros(n_features, dtype=np.int64)
     n_tokens, value_dtype = 0, None
@@ -123,7 +115,7 @@ def transpose_store(chunk_paths: list, out_path, n_features: int, max_entries: i
             group_values = np.empty(hi - lo, dtype=value_dtype)
             cursor = indptr[first:stop] - lo  # next free slot of each feature in the buffers
             for path in chunk_paths:
-                indices, chunk_values, token_start = read_sparse_chunk(path)
+                indices, chunk_values, token_start = storage.read_sparse_chunk(path)
                 rows, slots = np.nonzero((indices >= first) & (indices < stop))
                 local = indices[rows, slots] - first
                 order = _stable_order(local, stop - first)

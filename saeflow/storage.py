@@ -209,6 +209,14 @@ def read_zarr_array(group: zarr.Group, name: str, rows: slice = slice(None)) -> 
         ) from None
 
 
+def read_sparse_chunk(path) -> tuple[np.ndarray, np.ndarray, int]:
+    """(indices, values widened to float32, token_start) of one sparse chunk."""
+    group = open_zarr_group(path)
+    indices = read_zarr_array(group, "indices")
+    values = read_zarr_array(group, "values").astype(np.float32)
+    return indices, values, int(group.attrs["token_start"])
+
+
 # ---------------------------------------------------------------- safetensors
 
 

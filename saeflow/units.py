@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from saeflow import storage
-from saeflow.features import read_sparse_chunk
+from saeflow.storage import read_sparse_chunk
 
 
 @dataclass(frozen=True)

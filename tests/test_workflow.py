@@ -1,6 +1,7 @@
 """End to end: the real Snakefile on a tiny causal LM and a tiny corpus, in a temporary folder."""
 
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -102,6 +103,20 @@ def test_dry_run_plans_one_job_per_chunk_and_a_new_layer_reruns_only_its_part(fi
         "gather_analysis": 1, "unit_map": 1, "filter_units": n_chunks, "thresholds": 1, "detection": 1,
         "dashboard": 1, "all": 1,
     }
+
+
+def test_the_dashboard_target_rebuilds_the_artifacts_it_does_not_read(finished_run, tmp_path):
+    workdir, config = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)  # keeps mtimes, so only what is deleted below is missing
+    results = copy / "results"
+    (results / "saes/metrics.parquet").unlink()
+    (results / "activations/layer-1/mean.safetensors").unlink()
+    shutil.rmtree(results / "saes/tiny/units/filtered/chunk-0000.zarr")
+    (results / "dashboard.html").unlink()  # else Snakemake takes the missing inputs as cleaned-up intermediates
+    result = run_snakemake(copy, config, "-n", "results/dashboard.html")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {"gather_metrics": 1, "layer_mean": 1, "filter_units": 1, "dashboard": 1}
 
 
 def test_sweep_trains_each_sae_and_gathers_their_metrics(finished_run):
