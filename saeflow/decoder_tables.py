@@ -7,13 +7,11 @@ import numpy as np
 import pyarrow as pa
 
 from saeflow.analysis.influence import influences
-from saeflow.analysis.neighbours import Neighbours, coactivation_neighbours, cooccurrence_keys, cosine_neighbours
+from saeflow.analysis.neighbours import Neighbours, add_cooccurrences, coactivation_neighbours, cosine_neighbours
 from saeflow.storage import read_sparse_chunk
 
 # Co-occurrence counts are a [block, n_features] int64 matrix per block of features.
 _COACTIVATION_BLOCK_BYTES = 1 << 28
-# Pair keys (int64) gathered from several chunks before one bincount into the counts.
-_COACTIVATION_BATCH_KEYS = 1 << 24
 
 
 def influence_table(W_dec_FD: np.ndarray, W_U_DV: np.ndarray, features: range, k: int, token_strings) -> pa.Table:
@@ -54,22 +52,9 @@ def coactivation_table(chunk_paths: list, features: range, n_features: int, n_ac
     for start in range(features.start, features.stop, block):
         stop = min(start + block, features.stop)
         counts = np.zeros((stop - start, n_features), dtype=np.int64)
-        for keys in _key_batches(chunk_paths, start, stop, n_features):
-            counts += np.bincount(keys, minlength=counts.size).reshape(counts.shape)
+        for path in chunk_paths:
+            indices, values, _ = read_sparse_chunk(path)
+            add_cooccurrences(counts, indices, values, start)
         parts.append(_neighbour_table(coactivation_neighbours(counts, start, n_active, n), "coactivation"))
     return pa.concat_tables(parts)
 
-
-def _key_batches(chunk_paths: list, start: int, stop: int, n_features: int):
-    """Co-occurrence keys of features start..stop-1, several chunks per batch: each bincount
-    allocates and adds a whole count matrix, so one per chunk would cost more than the pairs."""
-    pending, n_pending = [], 0
-    for path in chunk_paths:
-        indices, values, _ = read_sparse_chunk(path)
-        pending.append(cooccurrence_keys(indices, values, start, stop, n_features))
-        n_pending += pending[-1].size
-        if n_pending >= _COACTIVATION_BATCH_KEYS:
-            yield np.concatenate(pending)
-            pending, n_pending = [], 0
-    if pending:
-        yield np.concatenate(pending)

@@ -49,26 +49,27 @@ def cooccurrence_counts(
 
     Sum over chunks for the whole corpus; the diagonal counts each feature's active tokens.
     """
-    size = (block_stop - block_start) * n_features
-    keys = cooccurrence_keys(indices, values, block_start, block_stop, n_features)
-    return np.bincount(keys, minlength=size).reshape(-1, n_features)
+    counts_BF = np.zeros((block_stop - block_start, n_features), dtype=np.int64)
+    add_cooccurrences(counts_BF, indices, values, block_start)
+    return counts_BF
 
 
-def cooccurrence_keys(
-    indices: np.ndarray, values: np.ndarray, block_start: int, block_stop: int, n_features: int
-) -> np.ndarray:
-    """Flat (block row * n_features + other) key of every co-active pair in the chunk.
+def add_cooccurrences(counts_BF: np.ndarray, indices: np.ndarray, values: np.ndarray, block_start: int) -> None:
+    """Add a chunk's co-occurrence counts of features block_start.. to counts_BF (C-contiguous) in place.
 
-    cooccurrence_counts is their bincount; keys of several chunks can share one bincount.
+    One scatter-add of the chunk's pairs (np.add.at) costs far less than a bincount, which
+    allocates and then adds a whole [block, n_features] matrix per chunk.
     """
+    n_block, n_features = counts_BF.shape
     indices = np.asarray(indices)
     active = np.where((indices >= 0) & (np.asarray(values) != 0), indices, -1).astype(np.int64)
     if active.size and active.max() >= n_features:
         raise SaeflowError(f"sparse chunk has feature id {active.max()} but n_features is {n_features}")
-    row, col = np.nonzero((active >= block_start) & (active < block_stop))
+    row, col = np.nonzero((active >= block_start) & (active < block_start + n_block))
     partners = active[row]  # [m, k]: the other features active on each in-block entry's token
     keys = (active[row, col] - block_start)[:, None] * n_features + partners
-    return keys[partners >= 0]
+    assert counts_BF.flags.c_contiguous  # so that reshape(-1) is a view of it
+    np.add.at(counts_BF.reshape(-1), keys[partners >= 0], 1)
 
 
 def coactivation_neighbours(counts_BF: np.ndarray, block_start: int, n_active: np.ndarray, n: int) -> Neighbours:

@@ -15,6 +15,7 @@ from saeflow.analysis.quantile_examples import sample_bands
 from saeflow.analysis.top_examples import SeqMax, sequence_maxima, top_sequences
 
 from .problems import make_problem
+from .test_neighbours import oracle_jaccard
 
 
 def shuffled(entries, seed):
@@ -87,15 +88,17 @@ def test_coactivation_rows_never_list_unshared_features_or_themselves():
     assert np.array_equal(np.bincount(found.feature, minlength=12), (counts > 0).sum(1) - (np.diagonal(counts) > 0))
 
 
-def test_coactivation_table_is_the_same_whatever_the_key_batch(monkeypatch):
+@pytest.mark.parametrize("block_features", [1, 3, 100])
+def test_coactivation_table_streamed_over_chunks_matches_the_oracle(monkeypatch, block_features):
     problem = make_problem(8, n_features=12, n_seqs=30)
     chunks = {f"c{i}": (problem.indices[a:b], problem.values[a:b], a) for i, (a, b) in enumerate(problem.chunk_bounds())}
     monkeypatch.setattr(decoder_tables, "read_sparse_chunk", chunks.__getitem__)
+    monkeypatch.setattr(decoder_tables, "_COACTIVATION_BLOCK_BYTES", 8 * 12 * block_features)
     n_active = np.count_nonzero(problem.dense, axis=0)
-    whole = decoder_tables.coactivation_table(list(chunks), range(2, 11), 12, n_active, 4)
-    monkeypatch.setattr(decoder_tables, "_COACTIVATION_BATCH_KEYS", 1)  # one bincount per chunk
-    monkeypatch.setattr(decoder_tables, "_COACTIVATION_BLOCK_BYTES", 8 * 12 * 3)  # blocks of 3 features
-    assert decoder_tables.coactivation_table(list(chunks), range(2, 11), 12, n_active, 4).equals(whole)
+    table = decoder_tables.coactivation_table(list(chunks), range(2, 11), 12, n_active, 4)
+    rows = list(zip(*(table[name].to_pylist() for name in ("feature", "rank", "other", "score"))))
+    assert rows == [row for row in oracle_jaccard(problem.dense, 4) if 2 <= row[0] < 11]
+    assert set(table["kind"].to_pylist()) == {"coactivation"}
 
 
 def test_detection_ranks_packed_or_lexsorted():
