@@ -1,6 +1,6 @@
 """Per-feature bin edges and exact bin lookup with np.histogram's convention.
 
-Bins are assigned by comparing against the actual edge values (a vectorised binary search),
+Bins are assigned by comparing against the actual edge values (one search over all rows),
 never by dividing by a bin width, so a value lying exactly on an edge lands where
 np.histogram(values, edges) puts it: bins half-open [e_i, e_i+1), the last one closed.
 """
@@ -33,7 +33,40 @@ def log_edges(start: np.ndarray, stop: np.ndarray, bins: int) -> np.ndarray:
 def bin_index(edges: np.ndarray, row: np.ndarray, value: np.ndarray) -> np.ndarray:
     """Bin of each value within edges[row] as np.histogram assigns it; -1 outside the edges."""
     n_edges = edges.shape[1]
-    # Binary search for the number of edges <= value (searchsorted side="right"), all rows at once.
+    edge_count = _edges_at_or_below_packed(edges, row, value)
+    if edge_count is None:
+        edge_count = _edges_at_or_below_bisected(edges, row, value)
+    on_last_edge = value == edges[row, n_edges - 1]
+    inside = (edge_count > 0) & ((edge_count < n_edges) | on_last_edge)
+    return np.where(inside, np.minimum(edge_count - 1, n_edges - 2), -1)
+
+
+def _edges_at_or_below_packed(edges: np.ndarray, row: np.ndarray, value: np.ndarray) -> np.ndarray | None:
+    """Edges of each value's row that are <= it, by one searchsorted over all rows; None if the
+    values are not non-negative float32 (the usual case: activations).
+
+    For a float32 value v and a float64 edge e, e <= v exactly when ceil32(e) <= v, with ceil32(e)
+    the smallest float32 >= e. Non-negative float32s order like their bit patterns, so the key
+    (row << 32 | bits) sorts every row's edges after the rows before it, and the position of a
+    value's key among the edge keys, less row * n_edges, counts its row's edges <= it.
+    """
+    if value.dtype != np.float32 or edges.shape[0] >= 2**31 or np.signbit(value).any() or np.isnan(value).any():
+        return None
+    edges32 = edges.astype(np.float32)
+    rounded_down = edges32.astype(np.float64) < edges
+    edges32[rounded_down] = np.nextafter(edges32[rounded_down], np.float32(np.inf))
+    if np.signbit(edges32).any() or np.isnan(edges32).any() or (np.diff(edges32, axis=1) < 0).any():
+        return None
+    n_rows, n_edges = edges.shape
+    row = np.asarray(row, dtype=np.int64)
+    edge_keys = (np.arange(n_rows, dtype=np.int64)[:, None] << 32) | edges32.view(np.uint32).astype(np.int64)
+    value_keys = (row << 32) | value.view(np.uint32).astype(np.int64)
+    return np.searchsorted(edge_keys.ravel(), value_keys, side="right") - row * n_edges
+
+
+def _edges_at_or_below_bisected(edges: np.ndarray, row: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Edges of each value's row that are <= it, by a binary search over all rows at once."""
+    n_edges = edges.shape[1]
     lo = np.zeros(value.shape, dtype=np.int64)
     hi = np.full(value.shape, n_edges, dtype=np.int64)
     for _ in range(n_edges.bit_length()):
@@ -42,6 +75,4 @@ def bin_index(edges: np.ndarray, row: np.ndarray, value: np.ndarray) -> np.ndarr
         below = edges[row, mid] <= value
         lo = np.where(searching & below, mid + 1, lo)
         hi = np.where(searching & ~below, mid, hi)
-    on_last_edge = value == edges[row, n_edges - 1]
-    inside = (lo > 0) & ((lo < n_edges) | on_last_edge)
-    return np.where(inside, np.minimum(lo - 1, n_edges - 2), -1)
+    return lo

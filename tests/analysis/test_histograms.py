@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from saeflow.analysis import binning
 from saeflow.analysis.binning import bin_index
 from saeflow.analysis.histograms import histogram_counts, histogram_edges
 from saeflow.analysis.stats import finalize_stats, partial_stats
@@ -53,6 +54,32 @@ def test_values_on_edges_land_where_numpy_puts_them():
         mine = got[row == r]
         for v, b in zip(value[row == r], mine):
             expected, _ = np.histogram([v], edges[r])
+            assert (b == -1 and expected.sum() == 0) or expected[b] == 1
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_float32_values_next_to_float64_edges_land_where_numpy_puts_them(seed):
+    # The float32 path compares against each edge rounded up to float32: values just below, on and
+    # just above that rounding, and edges that are exact float32s, must all match np.histogram.
+    rng = np.random.default_rng(seed)
+    edges = np.sort(rng.uniform(0, 3, (5, 7)), axis=1)
+    edges[1] = np.float32(edges[1])  # exactly representable edges
+    edges[2, 3:5] = edges[2, 3]  # an empty bin
+    edges[3] = 0.0  # a dead feature's edges
+    edges[4, 0] = 0.0
+    near = edges.astype(np.float32)[..., None] + np.float32([0, 0, 0])
+    near[..., 0] = np.nextafter(near[..., 1], np.float32(-1))
+    near[..., 2] = np.nextafter(near[..., 1], np.float32(9))
+    value = np.concatenate([near.reshape(5, -1), rng.uniform(0, 3.5, (5, 30)).astype(np.float32)], axis=1)
+    value = np.abs(value)  # nextafter below 0 gives a negative: the float32 path needs values >= 0
+    row = np.repeat(np.arange(5), value.shape[1])
+    assert binning._edges_at_or_below_packed(edges, row, value.ravel()) is not None  # the float32 path runs
+    got = bin_index(edges, row, value.ravel())
+    bisected = bin_index(edges, row, value.ravel().astype(np.float64))  # the general path
+    for r in range(5):
+        for v, b, b64 in zip(value[r], got[row == r], bisected[row == r]):
+            expected, _ = np.histogram([v], edges[r])
+            assert b == b64
             assert (b == -1 and expected.sum() == 0) or expected[b] == 1
 
 
