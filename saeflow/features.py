@@ -28,9 +28,9 @@ def sparse_topk(sae, acts_ND: np.ndarray, value_dtype: str) -> tuple[np.ndarray,
     filter and zstd then store in a byte or two.
     """
     with torch.inference_mode():
-        values, indices = sae.encode_per_token(torch.from_numpy(acts_ND))
-    values = values.numpy().astype(value_dtype)
-    indices = np.where(values > 0, indices.numpy(), -1).astype(np.int32)
+        values, indices = sae.encode_per_token(torch.from_numpy(acts_ND).to(sae.W_enc.device))
+    values = values.cpu().numpy().astype(value_dtype)
+    indices = np.where(values > 0, indices.cpu().numpy(), -1).astype(np.int32)
     values = np.where(indices >= 0, values, 0).astype(value_dtype)
     order = np.argsort(indices, axis=1, kind="stable")
     return np.take_along_axis(indices, order, axis=1), np.take_along_axis(values, order, axis=1)

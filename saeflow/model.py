@@ -13,9 +13,10 @@ from pathlib import Path
 
 from saeflow.errors import SaeflowError
 
-# Never reach a model hub at run time: everything must come from local directories.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Never reach a model hub at run time, whatever the caller's environment says: everything must
+# come from local directories.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 DTYPES = ("float32", "float16", "bfloat16")
 

@@ -1,6 +1,8 @@
 """Train one configured SAE on its layer's activation chunks; write weights, cfg, log and eval."""
 from pathlib import Path
 
+import torch
+
 from saeflow import chunks, fit, jobs, model
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake)
@@ -8,6 +10,7 @@ out, p = snakemake.output, snakemake.params
 
 
 def main():
+    torch.set_num_threads(snakemake.threads)  # parallel sweep jobs share the cores Snakemake gave them
     settings = p.settings
     holdout = chunks.read_plan(snakemake.input.plan)[-1]
     outputs = fit.SaeOutputs(Path(out.weights).parent, Path(out.training_log), Path(out.eval), Path(p.checkpoint))

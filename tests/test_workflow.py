@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import zarr
 
-from dashboard.chromium import chromium_path, launch
+from dashboard.chromium import launch, needs_chromium
 from dashboard.decode import assert_shown_acts
 from dashboard.test_browser import SHOWN_EXAMPLES, Watched
 from saeflow.storage import read_safetensors
@@ -190,7 +190,7 @@ def test_analysis_and_unit_artifacts_cover_every_feature(finished_run):
     assert params["top_k"] == 3 and params["context"] == 2
 
 
-@pytest.mark.skipif(chromium_path() is None, reason="no chromium binary on PATH (CI installs Debian's)")
+@needs_chromium()
 def test_the_runs_dashboard_shows_its_examples_offline_and_as_text(finished_run):
     workdir, _ = finished_run
     results = workdir / "results"

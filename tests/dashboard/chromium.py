@@ -4,7 +4,10 @@ Playwright (never a downloaded browser), offline by its flags."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+
+import pytest
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -16,6 +19,15 @@ def chromium_path() -> str | None:
         if path := shutil.which(name):
             return path
     return None
+
+
+def needs_chromium():
+    """Mark for browser tests: skipped where no Chromium is installed, except in CI (CI set), where a
+    missing Chromium fails the run instead, so that the browser checks can never go quietly unrun."""
+    if chromium_path() is None and os.environ.get("CI"):
+        raise RuntimeError("CI is set but no chromium is on PATH: .ci/run must `apt-get install chromium`")
+    return pytest.mark.skipif(chromium_path() is None,
+                              reason="no chromium binary on PATH (apt-get install chromium; CI installs it)")
 
 
 @contextlib.contextmanager

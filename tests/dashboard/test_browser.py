@@ -15,12 +15,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from .chromium import chromium_path, launch
+from .chromium import launch, needs_chromium
 from .decode import assert_shown_acts
 from .conftest import DEAD, NEEDLE, NEEDLE_LABEL, XSS_FEATURE, XSS_IMG, XSS_LABEL, XSS_LABEL_FEATURE, XSS_SCRIPT
 
-pytestmark = pytest.mark.skipif(chromium_path() is None,
-                                reason="no chromium binary on PATH (apt-get install chromium; CI installs it)")
+pytestmark = needs_chromium()
 
 ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots for people to look at (git-ignored)
 
