@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from saeflow import storage
@@ -159,11 +160,20 @@ def label_table(corpus: CorpusIndex, feature: np.ndarray, token_ids: np.ndarray)
     features, starts = np.unique(ranked.feature, return_index=True)
     offsets = np.append(starts, len(ranked.feature))
     strings = corpus.token_strings(ranked.token_id)
-    labels = [", ".join(s.strip() or repr(s) for s in strings[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
     return pa.table({
-        "feature": pa.array(features, pa.int64()), "label": pa.array(labels, pa.string()),
+        "feature": pa.array(features, pa.int64()), "label": joined_labels(strings, offsets),
         "tokens": _lists(strings, offsets, pa.string()), "scores": _lists(ranked.score, offsets, pa.float64()),
     })
+
+
+def joined_labels(strings: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    """Each feature's tokens strings[offsets[i]:offsets[i+1]] joined by ", ", each stripped of
+    surrounding whitespace, or shown as its repr where nothing but whitespace is left."""
+    names = pa.array(strings, pa.string())
+    shown = pc.utf8_trim_whitespace(names).to_numpy(zero_copy_only=False)
+    blank = np.flatnonzero(shown == "")  # the few whitespace-only tokens: a Python repr each
+    shown[blank] = [repr(name) for name in np.asarray(strings, dtype=object)[blank]]
+    return pc.binary_join(_lists(shown, offsets, pa.string()), ", ")
 
 
 def detection_table(entries: Entries, corpus: CorpusIndex, thresholds: np.ndarray) -> pa.Table:

@@ -3,9 +3,11 @@
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from saeflow.decoder_tables import coactivation_table, cosine_table, influence_table
-from saeflow.feature_shard import AnalysisParams, CorpusIndex, analyse_shard, shard_range
+from saeflow.feature_shard import AnalysisParams, CorpusIndex, analyse_shard, joined_labels, shard_range
 from saeflow.features import transpose_store
 from saeflow.storage import ZarrChunkWriter
 
@@ -193,3 +195,32 @@ def test_decoder_tables(problem):
         got = [r for r in coactivation if r["feature"] == f]
         assert [r["other"] for r in got] == candidates and all(r["kind"] == "coactivation" for r in got)
         assert [r["score"] for r in got] == pytest.approx(jaccard[candidates].tolist())
+
+
+def test_joined_labels_strip_tokens_and_show_blank_ones_as_repr():
+    strings = np.array([" foo", "bar\n", "\n", "  ", "x", "", "\u00a0é\t", "ab"], dtype=object)
+    offsets = np.array([0, 3, 4, 7, 8])
+    expected = [", ".join(s.strip() or repr(s) for s in strings[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
+    assert joined_labels(strings, offsets).to_pylist() == expected
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(1, N_FEATURES - 1), max_size=N_FEATURES, unique=True))
+def test_random_feature_shards_give_the_single_shard_tables(problem, tables, cuts):
+    dense, corpus, chunks, by_feature = problem
+    bounds = [0, *sorted(cuts), N_FEATURES]
+    ranges = [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    pieces = [analyse_shard(by_feature, r, corpus, PARAMS) for r in ranges]
+    assert {name: pa.concat_tables([p[name] for p in pieces]).to_pylist() for name in pieces[0]} == analyse(problem, 1)
+
+    W_dec, W_U = np.random.default_rng(4).normal(size=(N_FEATURES, 6)), np.random.default_rng(5).normal(size=(6, 15))
+    n_active = (dense > 0).sum(0)
+    whole = range(N_FEATURES)
+    for table in (lambda r: influence_table(W_dec, W_U, r, 4, lambda ids: [f"tok{i}" for i in ids]),
+                  lambda r: cosine_table(W_dec, r, 3),
+                  lambda r: coactivation_table(chunks, r, N_FEATURES, n_active, 3)):
+        sharded, single = pa.concat_tables([table(r) for r in ranges]).to_pydict(), table(whole).to_pydict()
+        # Matrix products may round differently for another block shape: scores agree to float
+        # rounding, everything else (which neighbours and tokens, their order) exactly.
+        assert sharded.pop("score") == pytest.approx(single.pop("score"), rel=1e-12, abs=1e-12)
+        assert sharded == single
