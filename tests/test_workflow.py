@@ -119,6 +119,17 @@ def test_the_dashboard_target_rebuilds_the_artifacts_it_does_not_read(finished_r
     assert planned_jobs(result) == {"gather_metrics": 1, "layer_mean": 1, "filter_units": 1, "dashboard": 1}
 
 
+def test_auto_interp_jobs_exist_only_when_configured(finished_run):
+    workdir, config = finished_run
+    off = run_snakemake(workdir, config, "-n", "results/saes/tiny/analysis/autointerp_prompts.jsonl")
+    assert off.returncode != 0 and "autointerp_prompts.jsonl" in off.stdout + off.stderr  # no rule makes it
+    prompts = planned_jobs(run_snakemake(workdir, dict(config, autointerp={"enabled": True}), "-n"))
+    assert prompts["autointerp_prompts"] == 2 and "autointerp_labels" not in prompts
+    served = dict(config, autointerp={"enabled": True, "endpoint": "http://127.0.0.1:9/v1", "model": "m"})
+    labels = planned_jobs(run_snakemake(workdir, served, "-n"))
+    assert labels["autointerp_prompts"] == 2 and labels["autointerp_labels"] == 2
+
+
 def test_sweep_trains_each_sae_and_gathers_their_metrics(finished_run):
     workdir, _ = finished_run
     saes = workdir / "results/saes"
@@ -190,6 +201,43 @@ def test_analysis_and_unit_artifacts_cover_every_feature(finished_run):
     assert params["top_k"] == 3 and params["context"] == 2
 
 
+def test_the_runs_feature_tables_equal_a_dense_recomputation(finished_run):
+    """From the stored activations and the saved weights alone: the contract's encoding in float64
+    numpy, then stats, thresholds and top examples of every feature, against the run's tables."""
+    workdir, _ = finished_run
+    results = workdir / "results"
+    sae = results / "saes/tiny"
+    weights = {name: w.astype(np.float64) for name, w in read_safetensors(sae / "sae_weights.safetensors").items()}
+    k = json.loads((sae / "cfg.json").read_text())["k"]
+    plan = json.loads((results / "activations/chunks.json").read_text())["chunks"]
+    x = np.concatenate([zarr.open_group(str(results / f"activations/layer-1/{c['id']}.zarr"), mode="r")["acts"][:]
+                        for c in plan]).astype(np.float64)
+    pre = np.maximum((x - weights["b_dec"]) @ weights["W_enc"] + weights["b_enc"], 0)
+    kth = np.sort(pre, axis=1)[:, -k][:, None]
+    dense = np.where(pre >= kth, pre, 0.0)  # each token's k largest (ties at the k-th: improbable)
+    seq = pq.read_table(results / "corpus/tokens.parquet", columns=["seq"])["seq"].to_numpy()
+
+    stats = pq.read_table(sae / "analysis/feature_stats.parquet").to_pylist()
+    thresholds = {r["unit"]: r for r in pq.read_table(sae / "units/thresholds.parquet").to_pylist()}
+    top = pq.read_table(sae / "analysis/top_examples.parquet").to_pylist()
+    for row in stats:
+        column = dense[:, row["feature"]]
+        active = column[column > 0]
+        assert row["n_active"] == active.size
+        assert row["sum"] == pytest.approx(active.sum(), rel=1e-4)
+        if not active.size:
+            continue
+        assert row["max"] == pytest.approx(active.max(), rel=1e-4)
+        assert thresholds[row["feature"]]["p50"] == pytest.approx(np.percentile(active, 50), rel=1e-4)
+        seq_max = np.zeros(seq.max() + 1)
+        np.maximum.at(seq_max, seq, column)
+        order = np.argsort(-seq_max, kind="stable")[: min(3, np.count_nonzero(seq_max))]
+        mine = sorted((r for r in top if r["feature"] == row["feature"]), key=lambda r: r["rank"])
+        assert [r["activation"] for r in mine] == pytest.approx(seq_max[order].tolist(), rel=1e-4)
+        if np.all(np.abs(np.diff(np.sort(seq_max)[::-1][:4])) > 1e-4):  # no near-ties to reorder
+            assert [r["seq"] for r in mine] == order.tolist()
+
+
 @needs_chromium()
 def test_the_runs_dashboard_shows_its_examples_offline_and_as_text(finished_run):
     workdir, _ = finished_run
@@ -210,4 +258,20 @@ def test_the_runs_dashboard_shows_its_examples_offline_and_as_text(finished_run)
             assert_shown_acts(got["acts"], row["acts"], row["activation"])
         assert any("<" in token for got in shown for token in got["tokens"])
         assert page.page.locator("#feature img, #feature script").count() == 0
+
+        # Search by a label of the run (the list is in id order, so the smallest match shows first).
+        labels = {r["feature"]: r["label"] for r in pq.read_table(results / "saes/tiny/analysis/labels.parquet").to_pylist()}
+        other = next(f for f in sorted(labels) if f != feature)
+        page.page.locator("#search").fill(labels[other])
+        page.page.wait_for_function("f => document.querySelector('#list .row .row-id')?.textContent === f",
+                                    arg=str(min(f for f, label in labels.items() if labels[other].lower() in label.lower())))
+        assert other in page.list_ids()
+
+        # Back and forward between two features of the run.
+        page.go(f"#sae=tiny&feature={other}")
+        page.wait_title(f"Feature {other}")
+        page.page.go_back()
+        page.wait_title(f"Feature {feature}")
+        page.page.go_forward()
+        page.wait_title(f"Feature {other}")
         page.check()  # no console error, no dialog, no request but the file itself
