@@ -152,7 +152,8 @@ def train_sae(
     With checkpoint_dir, a checkpoint there with the same settings (cfg, d_in, input_scale) is
     resumed; one with other settings is ignored and overwritten. The caller must keep the data
     behind batch_source unchanged between the runs. stop_after_steps (for tests) returns after
-    that many steps in all, checkpoint written, as if the run had been killed there.
+    that many steps in all, as if the run had been killed there: only the periodic checkpoints
+    are on disk, and a resumed run redoes the steps since the last one.
     progress(step, total_steps, log_row) runs after every step (log_row None between logs),
     e.g. `lambda step, total, row: bar.update()` for a tqdm bar. Bit-identical for a seed on
     CPU with the same thread count.
@@ -190,7 +191,7 @@ def train_sae(
             row = _log_row(state, x_ND, out, since_fired_F >= cfg.dead_tokens)
             state["log_rows"].append(row)
             log.info("step %(step)d: loss %(loss).4g fvu %(fvu).4g l0 %(l0).1f dead %(dead_fraction).3f", row)
-        at_checkpoint = state["step"] % cfg.checkpoint_every == 0 or state["step"] == stop_at
+        at_checkpoint = state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.total_steps
         if checkpoint_dir is not None and at_checkpoint:
             _save_checkpoint(checkpoint_dir, settings, sae, optimizer, since_fired_F, state)
         if progress is not None:

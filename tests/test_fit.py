@@ -38,7 +38,8 @@ def test_fit_writes_the_four_artifacts_and_resumes_after_a_kill(tmp_path, minilm
     paths = write_chunks(tmp_path)
     holdout = Chunk("chunk-0002", 200, 100, 0, 1)
     out = outputs(tmp_path)
-    assert fit_sae("s", SETTINGS, paths, holdout, None, str(minilm), out, stop_after_steps=4) == {}
+    # Killed at step 7, two steps after the checkpoint of step 5.
+    assert fit_sae("s", SETTINGS, paths, holdout, None, str(minilm), out, stop_after_steps=7) == {}
     assert (out.checkpoint / "checkpoint.json").exists() and not out.eval.exists()
     metrics = fit_sae("s", SETTINGS, paths, holdout, None, str(minilm), out)
     cfg = json.loads((out.directory / "cfg.json").read_text())
