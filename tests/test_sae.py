@@ -8,7 +8,7 @@ import safetensors.numpy
 import torch
 
 from saeflow.errors import SaeflowError
-from saeflow.sae import CFG_FILE, WEIGHTS_FILE, BatchTopKSAE
+from saeflow.sae import CFG_FILE, WEIGHTS_FILE, BatchTopKSAE, batch_topk
 
 D_IN, D_SAE, K = 16, 48, 5
 CALLER_CFG = {"name": "default", "model": "/models/m", "layer": 3, "seed": 7, "hook_name": "hidden_states.3"}
@@ -95,6 +95,15 @@ def test_batch_topk_keeps_exactly_k_times_batch_largest():
     np.testing.assert_allclose(dense, np.where(acts >= threshold, acts, 0), rtol=1e-5, atol=1e-5)
     # It really is a batch budget: some tokens get more than k latents.
     assert (np.count_nonzero(dense, axis=1) > K).any()
+
+
+def test_batch_topk_is_exact_when_one_token_owns_more_than_its_candidates():
+    acts = np.random.default_rng(3).uniform(0, 1, size=(64, D_SAE)).astype(np.float32)
+    acts[0] *= 100  # token 0 dwarfs the rest: it owns more of the budget than its 4k candidates
+    dense = batch_topk(torch.from_numpy(acts), K).numpy()
+    threshold = np.sort(acts, axis=None)[-K * 64]
+    np.testing.assert_array_equal(dense, np.where(acts >= threshold, acts, 0))
+    assert np.count_nonzero(dense) == K * 64 and np.count_nonzero(dense[0]) > 4 * K
 
 
 def test_training_losses_match_numpy():
