@@ -51,6 +51,28 @@ def test_rows_equal_each_sequence_run_alone(captured):
         np.testing.assert_allclose(stored[rows], direct, rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.parametrize("model_fixture", ["tiny_lm", "minilm"])
+def test_embedding_and_last_layer_rows_equal_the_direct_forward(model_fixture, request, tmp_path):
+    # Layer 0 is the embedding output; the last is what the model reports (after GPT-2's ln_f).
+    model_dir = request.getfixturevalue(model_fixture)
+    tokens = tmp_path / "tokens.parquet"
+    build_corpus([Document(str(i), t) for i, t in enumerate(TEXTS)], load_tokenizer(model_dir), 12,
+                 tokens, tmp_path / "documents.parquet", tmp_path / "idf.parquet")
+    (chunk,) = plan_chunks(sequence_lengths(tokens), 10_000)
+    model = load_model(model_dir)
+    table = read_parquet_columns(tokens, ["seq", "token_id"])
+    for layer in (0, model.config.num_hidden_layers):
+        path = tmp_path / f"layer-{layer}.zarr"
+        capture_chunk(model, str(model_dir), tokens, chunk, layer, path, batch_size=4)
+        stored = zarr.open_group(str(path), mode="r")["acts"][:].astype(np.float32)
+        for seq in (0, table["seq"].max()):
+            rows = np.flatnonzero(table["seq"] == seq)
+            ids = torch.tensor(table["token_id"][rows], dtype=torch.long)[None]
+            with torch.no_grad():
+                direct = model(input_ids=ids, output_hidden_states=True).hidden_states[layer][0].numpy()
+            np.testing.assert_allclose(stored[rows], direct, rtol=2e-3, atol=2e-3)
+
+
 def test_chunks_partition_the_token_range_with_contract_attrs(captured):
     model, tokens, plan, paths, layer = captured
     next_start = 0

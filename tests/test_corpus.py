@@ -42,6 +42,13 @@ def test_parquet_rows_count_from_zero(tmp_path):
     pq.write_table(pa.table({"text": ["one", "two"], "labels": [["a", "b"], None]}), path)
     docs = list(iter_documents([str(path)], "parquet", "text", "labels"))
     assert [(d.source, d.text, d.labels) for d in docs] == [(f"{path}:0", "one", ["a", "b"]), (f"{path}:1", "two", None)]
+    assert list(iter_documents([str(path)], "auto", "text", "labels")) == docs  # .parquet picked by extension
+
+
+def test_an_explicit_format_overrides_the_extension(tmp_path):
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"text": "not parsed"}\n')
+    assert [d.text for d in iter_documents([str(path)], "text")] == ['{"text": "not parsed"}\n']
 
 
 @pytest.mark.parametrize("source", ["does/not/exist.txt", "nowhere/*.jsonl"])
