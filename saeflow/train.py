@@ -1,5 +1,5 @@
 """Training a BatchTopKSAE: Adam with linear warm-up and decay, dead-latent tracking for the AuxK
-loss, periodic log rows, and resumable checkpoints (safetensors + JSON, no pickle).
+loss, periodic log rows, and resumable checkpoints (safetensors + JSON, never unpickled).
 
 The trainer sees activations multiplied by `input_scale` (see unit_mean_squared_norm_scale), so
 the loss and learning rate mean the same whatever the model's activation norms; the returned
