@@ -16,8 +16,8 @@ other; its peak is the largest of its jobs' peaks. "all" is every row: sum of se
 the last line also estimates the wall time with two jobs at a time (snakemake --cores 2): the jobs'
 CPU seconds scheduled greedily on two workers, each job after the ones it needs.
 
-The baseline is the 'before' code (bench/_naive_analysis.py): a Python loop over features, each scanning its column of a
-dense [tokens, features] float32 matrix (stats, histogram, percentiles, per-sequence maxima with
+The baseline is the 'before' code (bench/_naive_analysis.py): a Python loop over features, each
+scanning its column of a dense [tokens, features] float32 matrix (stats, histogram, percentiles, per-sequence maxima with
 np.maximum.reduceat, a Python sort for the top sequences, band samples, contexts as Python lists,
 TF-IDF labels with a Counter, detection with pairwise AUROC), W_dec[f] @ W_U and W_dec @ W_dec[f]
 with a full argsort for influences and cosine neighbours, and the rows of a dense [tokens, F]
