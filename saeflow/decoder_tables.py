@@ -57,4 +57,3 @@ def coactivation_table(chunk_paths: list, features: range, n_features: int, n_ac
             add_cooccurrences(counts, indices, values, start)
         parts.append(_neighbour_table(coactivation_neighbours(counts, start, n_active, n), "coactivation"))
     return pa.concat_tables(parts)
-
