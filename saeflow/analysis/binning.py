@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from saeflow.analysis.groups import packed_key
+
 
 def linear_edges(stop: np.ndarray, bins: int) -> np.ndarray:
     """[n, bins + 1] float64 edges from 0 to each stop, row i equal to np.linspace(0.0, stop[i], bins + 1)."""
@@ -42,26 +44,24 @@ def bin_index(edges: np.ndarray, row: np.ndarray, value: np.ndarray) -> np.ndarr
 
 
 def _edges_at_or_below_packed(edges: np.ndarray, row: np.ndarray, value: np.ndarray) -> np.ndarray | None:
-    """Edges of each value's row that are <= it, by one searchsorted over all rows; None if the
-    values are not non-negative float32 (the usual case: activations).
+    """Edges of each value's row that are <= it, by one searchsorted over all rows; None unless the
+    values are non-negative float32 (the usual case: activations).
 
     For a float32 value v and a float64 edge e, e <= v exactly when ceil32(e) <= v, with ceil32(e)
-    the smallest float32 >= e. Non-negative float32s order like their bit patterns, so the key
-    (row << 32 | bits) sorts every row's edges after the rows before it, and the position of a
-    value's key among the edge keys, less row * n_edges, counts its row's edges <= it.
+    the smallest float32 >= e. packed_key then orders every row's (ceiled) edges after the rows
+    before it, so the position of a value's key among the edge keys, less row * n_edges, counts
+    its row's edges <= it.
     """
-    if value.dtype != np.float32 or edges.shape[0] >= 2**31 or np.signbit(value).any() or np.isnan(value).any():
-        return None
+    n_rows, n_edges = edges.shape
     edges32 = edges.astype(np.float32)
     rounded_down = edges32.astype(np.float64) < edges
     edges32[rounded_down] = np.nextafter(edges32[rounded_down], np.float32(np.inf))
-    if np.signbit(edges32).any() or np.isnan(edges32).any() or (np.diff(edges32, axis=1) < 0).any():
-        return None
-    n_rows, n_edges = edges.shape
     row = np.asarray(row, dtype=np.int64)
-    edge_keys = (np.arange(n_rows, dtype=np.int64)[:, None] << 32) | edges32.view(np.uint32).astype(np.int64)
-    value_keys = (row << 32) | value.view(np.uint32).astype(np.int64)
-    return np.searchsorted(edge_keys.ravel(), value_keys, side="right") - row * n_edges
+    value_keys = packed_key(row, value)
+    edge_keys = packed_key(np.repeat(np.arange(n_rows, dtype=np.int64), n_edges), edges32.ravel())
+    if value_keys is None or edge_keys is None or (np.diff(edges32, axis=1) < 0).any():
+        return None
+    return np.searchsorted(edge_keys, value_keys, side="right") - row * n_edges
 
 
 def _edges_at_or_below_bisected(edges: np.ndarray, row: np.ndarray, value: np.ndarray) -> np.ndarray:

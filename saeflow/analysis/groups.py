@@ -48,10 +48,11 @@ def run_maxima(starts: np.ndarray, value: np.ndarray, tiebreak: np.ndarray) -> t
 def packed_key(group: np.ndarray, value: np.ndarray, descending: bool = False) -> np.ndarray | None:
     """One int64 key that orders by (group, value), value descending if asked; None if it can't.
 
-    Positive float32s order like their bit patterns, so (group << 32 | bits) sorts both at once,
-    far faster than a two-key lexsort. Needs float32 values > 0 and groups in [0, 2**31).
+    Non-negative float32s (+0 to +inf) order like their bit patterns, so (group << 32 | bits)
+    sorts both at once, far faster than a two-key lexsort. Needs float32 values without sign bit
+    or NaN, and groups in [0, 2**31).
     """
-    if value.dtype != np.float32 or not (value > 0).all():
+    if value.dtype != np.float32 or np.signbit(value).any() or np.isnan(value).any():
         return None
     if group.size and (group.min() < 0 or group.max() >= 2**31):
         return None
