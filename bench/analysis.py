@@ -1,10 +1,11 @@
 """Benchmark the analysis stage on a synthetic store, against a naive per-feature loop measured in the same run.
 
-The store is drawn directly, no SAE: chunks of 32,768 tokens in the contract's sparse format
-(k feature ids per token from Zipf-like densities, so some features are dense, a tail is rare and
-a few are dead), a corpus index (sequences of 128 tokens, documents of about 8 sequences, token
-ids with Zipf frequencies, their idf, labels on some documents so that detection runs), random
-unit decoder rows W_dec [F, 384] and a random W_U [384, 30522].
+The store is drawn directly, no SAE: chunks of 32,768 tokens in the contract's CSR format
+(a variable number of feature ids per token, 32 ± 15 as a threshold SAE gives, from Zipf-like
+densities, so some features are dense, a tail is rare and a few are dead), a corpus index
+(sequences of 128 tokens, documents of about 8 sequences, token ids with Zipf frequencies, their
+idf, labels on some documents so that detection runs), random unit decoder rows W_dec [F, 384]
+and a random W_U [384, 30522].
 
 Each analysis runs as the workflow's jobs do, each job in a fresh child process so that its peak
 RSS is its own (VmHWM): transpose_store; one analyse_shard job per feature shard (4, as
@@ -47,21 +48,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from zarr.codecs.numcodecs import Delta
 
 from _naive_analysis import (NaiveCorpus, naive_coactivation, naive_cosine, naive_feature_tables,
                              naive_influence)
 from _rss import run_in_child
+from _synthetic_store import L0, L0_SPREAD, draw_csr, token_l0s
 from saeflow import storage
 from saeflow.decoder_tables import coactivation_table, cosine_table, influence_table
 from saeflow.feature_shard import AnalysisParams, analyse_shard, load_corpus_index, shard_range
-from saeflow.features import transpose_store
+from saeflow.feature_store import transpose_store
 from saeflow.storage import read_sparse_chunk
 from saeflow.units import UnitCriteria, filter_chunk, select_units, thresholds_table, write_unit_map
 
 CHUNK_TOKENS = 32768  # activations.tokens_per_chunk
 SEQ_LEN = 128  # model.context_len
-D_MODEL, VOCAB, K = 384, 30522, 32  # all-MiniLM-L6-v2's width and vocabulary; the default SAE's k
+D_MODEL, VOCAB = 384, 30522  # all-MiniLM-L6-v2's width and vocabulary
 ZIPF_EXPONENT = 0.8  # feature densities by rank: at 16384 features the densest fires on ~2/3 of tokens
 RARE_FRACTION, DEAD_FRACTION = 0.08, 0.02  # the lowest-ranked features: a handful of activations, none
 N_LABELS, LABELLED_DOCS = 16, 0.5  # document labels: this many names, on this share of documents
@@ -107,7 +108,7 @@ def feature_weights(rng, n_features) -> np.ndarray:
 
 
 def write_store(store: Store, n_tokens, n_features, seed=0) -> np.ndarray:
-    """The sparse chunks (as encode_chunk writes them); returns the entries per feature."""
+    """The CSR chunks (as encode_chunk writes them); returns the entries per feature."""
     rng = np.random.default_rng(seed)
     cdf = np.cumsum(feature_weights(rng, n_features))
     scale = rng.lognormal(0.0, 0.5, n_features).astype(np.float32)  # features differ in their range
@@ -115,17 +116,11 @@ def write_store(store: Store, n_tokens, n_features, seed=0) -> np.ndarray:
     for chunk, path in enumerate(store.chunks):
         start = chunk * CHUNK_TOKENS
         n = min(CHUNK_TOKENS, n_tokens - start)
-        ids = np.minimum(np.searchsorted(cdf, rng.random((n, K)) * cdf[-1], side="right"), n_features - 1)
-        ids = ids.astype(np.int32)
-        ids.sort(axis=1)
-        ids[:, 1:][ids[:, 1:] == ids[:, :-1]] = -1  # a feature drawn twice keeps one entry
-        ids.sort(axis=1)  # the contract's row order: padding first, then ids ascending
-        values = np.where(ids >= 0, rng.exponential(size=(n, K)) * scale[ids] + 1e-3, 0).astype(np.float32)
-        counts += np.bincount(ids[ids >= 0], minlength=n_features)
-        attrs = {"format": "sparse_topk", "topk": K, "n_features": n_features, "token_start": start}
-        with storage.ZarrChunkWriter(path, attrs) as out:
-            out.create("indices", ids.shape, "int32", filters=[Delta(dtype="int32")])[:] = ids
-            out.create("values", values.shape, "float32")[:] = values
+        row_counts, ids = draw_csr(rng, cdf, token_l0s(rng, n))
+        values = (rng.exponential(size=len(ids)) * scale[ids] + 1e-3).astype(np.float32)
+        counts += np.bincount(ids, minlength=n_features)
+        with storage.CsrChunkWriter(path, n, n_features, start, "float32") as out:
+            out.append(row_counts, ids, values)
     return counts
 
 
@@ -254,15 +249,15 @@ def dense_prefix(store: Store, n_tokens, n_features, sample) -> tuple[np.ndarray
     column = np.full(n_features, -1)
     column[sample] = np.arange(len(sample))
     for path in store.chunks:
-        indices, values, start = read_sparse_chunk(path)
-        if start >= n_tokens:
+        chunk = read_sparse_chunk(path)
+        if chunk.token_start >= n_tokens:
             break
-        indices, values = indices[: n_tokens - start], values[: n_tokens - start]
-        rows, slots = np.nonzero(indices >= 0)
-        feature = indices[rows, slots]
-        active[start + rows, feature] = True
+        entries = slice(0, chunk.indptr[min(n_tokens - chunk.token_start, chunk.n_tokens)])
+        token = chunk.token_start + chunk.entry_rows()[entries]
+        feature, values = chunk.indices[entries], chunk.values[entries]
+        active[token, feature] = True
         picked = column[feature] >= 0
-        dense[start + rows[picked], column[feature[picked]]] = values[rows[picked], slots[picked]]
+        dense[token[picked], column[feature[picked]]] = values[picked]
     return dense, active
 
 
@@ -451,8 +446,9 @@ def main():
     naive = {name: scale * (extrapolate(naive_seconds[name], args.tokens) if isinstance(naive_seconds[name], dict)
                             else naive_seconds[name]) for name in ("shards", "influence", "cosine", "coactivation")}
     nnz = int(counts.sum())
-    print(f"store: {args.tokens} tokens x {args.features} features, k {K}, {store.n_chunks} chunks of "
-          f"{CHUNK_TOKENS}, {nnz} entries ({1 - nnz / (args.tokens * K):.1%} padding); feature density: "
+    print(f"store: {args.tokens} tokens x {args.features} features, L0 {L0 - L0_SPREAD}..{L0 + L0_SPREAD} drawn "
+          f"(mean {nnz / args.tokens:.1f} after duplicates), {store.n_chunks} CSR chunks of "
+          f"{CHUNK_TOKENS}, {nnz} entries; feature density: "
           f"max {counts.max() / args.tokens:.1%}, "
           f"median {np.median(counts) / args.tokens:.3%}, {(counts < 10).sum()} with < 10 entries, "
           f"{(counts == 0).sum()} dead")

@@ -20,7 +20,7 @@ from saeflow.activations import capture_chunk, length_sorted_batches, padded_bat
 from saeflow.chunks import plan_chunks, read_token_rows, sequence_lengths
 from saeflow.corpus import iter_documents
 from saeflow.model import default_model_path, load_model, load_tokenizer
-from saeflow.sequences import build_corpus
+from saeflow.sequences import tokenize_corpus
 
 
 def bare_forward(model, token_ids, seq_starts, lengths, layer, batch_size):
@@ -42,8 +42,8 @@ def main():
     model_dir = default_model_path()
     work = Path(tempfile.mkdtemp(prefix="saeflow-bench-"))
     tokens = work / "tokens.parquet"
-    build_corpus(iter_documents([]), load_tokenizer(model_dir), 128, tokens,
-                 work / "documents.parquet", work / "idf.parquet", max_tokens=args.tokens)
+    tokenize_corpus(iter_documents([]), load_tokenizer(model_dir), 128, tokens,
+                    work / "documents.parquet", work / "idf.parquet", max_tokens=args.tokens)
     chunk = plan_chunks(sequence_lengths(tokens), args.tokens)[0]
     rows = read_token_rows(tokens, chunk.token_start, chunk.token_stop, ["seq", "token_id"])
     seq_starts = np.flatnonzero(np.diff(rows["seq"], prepend=-1))

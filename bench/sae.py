@@ -2,15 +2,22 @@
 
 - train: tokens/s of saeflow.train.train_sae on in-memory float32 batches, against the bare
   forward+backward of the same matmuls (no top-k, AuxK, decoder-norm step or bookkeeping).
-- encode: tokens/s of encode_chunk on a float16 Zarr chunk (read, encode, sort, write), against
-  a bare encode_per_token on the same rows already in memory.
-- store: bytes per active entry of the sparse chunk it wrote (goal <= 5) and per token, against
+- encode: tokens/s of encode_chunk on a float16 Zarr chunk (read, encode, gather the nonzeros,
+  write), against a bare sae.encode on the same rows already in memory.
+- store: bytes per active entry of the CSR chunk it wrote (goal <= 5) and per token, against
   float32 dense (4 x d_sae bytes per token).
-- transpose: entries/s and peak RSS of transpose_store on a synthetic store (skewed feature
-  densities), against loading every entry and one global argsort; each runs in its own child
-  process so that its peak is its own.
+- transpose: entries/s and peak RSS of transpose_store on a synthetic CSR store (variable L0,
+  skewed feature densities), against loading every entry and one global argsort; each runs in
+  its own child process so that its peak is its own.
+- quality: held-out FVU, L0 and dead fraction against training wall time (--budgets seconds) of
+  the default SAE (config.yaml's saes.default) on the default run's activations, for saeflow's
+  trainer and for a plain reference BatchTopK trainer (bench/_reference_batchtopk.py) on the
+  same rows, both evaluated by the pipeline's eval under the threshold encoding. Each budget is
+  a full run (warm-up to decay) sized from a calibration run's seconds per step. Needs the
+  default run's activations (`snakemake --cores all results/activations/layer-3/mean.safetensors`).
 
-Usage: python bench/sae.py [--tokens 1000000] [--features 16384] [--steps 16] [--repeats 2] [--quick]
+Usage: python bench/sae.py [--tokens 1000000] [--features 16384] [--steps 16] [--repeats 2]
+                           [--budgets 30,60,120,180] [--results results] [--quick]
 """
 
 from __future__ import annotations
@@ -27,11 +34,17 @@ import torch
 import zarr
 from zarr.codecs.numcodecs import Delta
 
+from _reference_batchtopk import train_reference
 from _rss import best_of, run_in_child
-from saeflow.features import encode_chunk, transpose_store
-from saeflow.storage import read_sparse_chunk
-from saeflow.storage import ZarrChunkWriter
-from saeflow.train import TrainConfig, train_sae, unit_mean_squared_norm_scale
+from _synthetic_store import L0, L0_SPREAD, draw_csr, token_l0s
+from saeflow.batches import batch_source
+from saeflow.config import sae_width
+from saeflow.evaluate import reconstruction_metrics
+from saeflow.feature_store import encode_chunk, transpose_store
+from saeflow.sae import BatchTopKSAE
+from saeflow.storage import CsrChunkWriter, ZarrChunkWriter, read_sparse_chunk
+from saeflow.train_job import special_row_offsets, train_config
+from saeflow.trainer import TrainConfig, geometric_median, train_sae, unit_mean_squared_norm_scale
 
 # The default SAE: expansion 8 on all-MiniLM-L6-v2's d_model 384, k 32, batch 4096.
 D_IN, D_SAE, K, BATCH = 384, 3072, 32, 4096
@@ -90,30 +103,24 @@ def store_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def write_synthetic_store(directory: Path, n_tokens, n_features, k, seed=0):
-    """Sparse chunks in the contract's format, drawn directly (no SAE): each token draws k feature
-    ids from Zipf-like densities; a feature drawn twice keeps one entry and the other becomes
-    padding (-1, value 0). Returns the chunk paths and the entries per feature."""
+def write_synthetic_store(directory: Path, n_tokens, n_features, seed=0):
+    """CSR chunks in the contract's format, drawn directly (no SAE): each token draws L0 ± L0_SPREAD
+    feature ids from Zipf-like densities; a feature drawn twice keeps one entry. Returns the chunk
+    paths and the entries per feature."""
     rng = np.random.default_rng(seed)
-    weights = 1 / np.arange(1, n_features + 1) ** ZIPF_EXPONENT
-    cdf = np.cumsum(weights) / weights.sum()
     # Ranks shuffled over ids: a trained SAE's dense features are spread over the id range, and
     # the transpose's feature groups are id ranges.
-    feature_of_rank = rng.permutation(n_features).astype(np.int32)
+    weights = rng.permutation(1 / np.arange(1, n_features + 1) ** ZIPF_EXPONENT)
+    cdf = np.cumsum(weights) / weights.sum()
     counts, paths = np.zeros(n_features, np.int64), []
     for chunk, start in enumerate(range(0, n_tokens, CHUNK_TOKENS)):
         n = min(CHUNK_TOKENS, n_tokens - start)
-        ids = feature_of_rank[np.minimum(np.searchsorted(cdf, rng.random((n, k))), n_features - 1)]
-        ids.sort(axis=1)
-        ids[:, 1:][ids[:, 1:] == ids[:, :-1]] = -1
-        ids.sort(axis=1)  # the contract's row order: padding first, then ids ascending
-        values = np.where(ids >= 0, rng.exponential(size=(n, k)) + 1e-3, 0).astype(np.float32)
-        counts += np.bincount(ids[ids >= 0], minlength=n_features)
+        row_counts, ids = draw_csr(rng, cdf, token_l0s(rng, n))
+        values = (rng.exponential(size=len(ids)) + 1e-3).astype(np.float32)
+        counts += np.bincount(ids, minlength=n_features)
         path = directory / f"chunk-{chunk:04d}.zarr"
-        attrs = {"format": "sparse_topk", "topk": k, "n_features": n_features, "token_start": start}
-        with ZarrChunkWriter(path, attrs) as store:  # the arrays as encode_chunk makes them
-            store.create("indices", ids.shape, "int32", filters=[Delta(dtype="int32")])[:] = ids
-            store.create("values", values.shape, "float32")[:] = values
+        with CsrChunkWriter(path, n, n_features, start, "float32") as store:  # as encode_chunk writes it
+            store.append(row_counts, ids, values)
         paths.append(path)
     return paths, counts
 
@@ -123,12 +130,11 @@ def naive_transpose(chunk_paths, out_path, n_features):
     the same output arrays as transpose_store writes."""
     features, tokens, values, n_tokens = [], [], [], 0
     for path in chunk_paths:
-        indices, chunk_values, token_start = read_sparse_chunk(path)
-        rows, slots = np.nonzero(indices >= 0)
-        features.append(indices[rows, slots])
-        tokens.append(rows.astype(np.int64) + token_start)
-        values.append(chunk_values[rows, slots])
-        n_tokens += len(indices)
+        chunk = read_sparse_chunk(path)
+        features.append(chunk.indices)
+        tokens.append(chunk.entry_rows() + chunk.token_start)
+        values.append(chunk.values)
+        n_tokens += chunk.n_tokens
     feature, token, value = (np.concatenate(parts) for parts in (features, tokens, values))
     order = np.argsort(feature.astype(np.int64) * n_tokens + token)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(feature, minlength=n_features))]).astype(np.int64)
@@ -145,6 +151,63 @@ def same_csc(a: Path, b: Path) -> bool:
     return all(np.array_equal(ga[name][:], gb[name][:]) for name in ("indptr", "token", "value"))
 
 
+def default_sae_settings() -> dict:
+    """config.yaml's saes.default with the schema's defaults filled in, as the workflow sees it."""
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parent.parent
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    validate(config, str(root / "config.schema.yaml"))
+    return config["saes"]["default"]
+
+
+def quality_rows(results: Path, budgets: list[float]) -> list[tuple]:
+    """(trainer, budget s, wall s, steps, held-out fvu, l0, dead) for each trainer and budget."""
+    settings = default_sae_settings()
+    chunks = sorted((results / f"activations/layer-{settings['layer']}").glob("chunk-*.zarr"))
+    tokens = results / "corpus/tokens.parquet"
+    if len(chunks) < 2 or not tokens.exists():
+        print(f"quality: skipped, no activations under {results} (build them with the workflow first)")
+        return []
+    excluded = [special_row_offsets(path, tokens) for path in chunks]
+    train, holdout = chunks[:-1], chunks[-1]
+    d_in = zarr.open_group(str(chunks[0]), mode="r")["acts"].shape[1]
+    d_sae = sae_width("default", settings, d_in)
+    source = batch_source(train, settings["batch_size"], settings["shuffle_buffer_tokens"], settings["seed"], excluded[:-1])
+    sample = next(source(0))
+    scale = unit_mean_squared_norm_scale(sample)
+
+    def ours(steps):
+        cfg = train_config({**settings, "train_tokens": steps * settings["batch_size"]}, d_sae)
+        sae, _ = train_sae(source, d_in, cfg, init_sample=sample, input_scale=scale)
+        return sae
+
+    def reference(steps):
+        cfg = train_config({**settings, "train_tokens": steps * settings["batch_size"]}, d_sae)
+        weights = train_reference(source(0), d_in, d_sae, cfg.k, steps, cfg.resolved_lr(), scale,
+                                  geometric_median(sample), cfg.dead_tokens, cfg.seed)
+        sae = BatchTopKSAE(d_in, d_sae, cfg.k)
+        sae.load_state_dict({name: torch.from_numpy(array) for name, array in weights.items()})
+        return sae
+
+    rows = []
+    for name, train_fn in (("saeflow", ours), ("reference", reference)):
+        calibration = time.perf_counter()
+        train_fn(6)
+        seconds_per_step = (time.perf_counter() - calibration) / 6
+        for budget in budgets:
+            steps = max(2, int(budget / seconds_per_step))
+            start = time.perf_counter()
+            sae = train_fn(steps)
+            wall = time.perf_counter() - start
+            metrics = reconstruction_metrics(sae, holdout, excluded[-1])
+            rows.append((name, budget, wall, steps, metrics["fvu"], metrics["l0"], metrics["dead_fraction"]))
+            print(f"  {name:<10} {budget:>6.0f} s budget: {steps} steps in {wall:.0f} s, held-out fvu "
+                  f"{metrics['fvu']:.4f}, l0 {metrics['l0']:.1f}, dead {metrics['dead_fraction']:.2%}", flush=True)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=1_000_000, help="tokens of the synthetic store to transpose")
@@ -153,14 +216,18 @@ def main():
     parser.add_argument("--encode-tokens", type=int, default=CHUNK_TOKENS, help="rows of the dense chunk to encode")
     parser.add_argument("--max-entries", type=int, default=1 << 24, help="transpose_store's memory budget")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--budgets", default="30,60,120,180", help="training seconds of the quality runs ('' skips them)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the default run's results folder")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     args = parser.parse_args()
     if args.steps < 2:
         parser.error("--steps must be at least 2: the first step is not timed")
     if args.quick:  # a smaller budget too, so that the transpose still takes several feature groups
         args.tokens, args.features, args.steps, args.encode_tokens = 100_000, 4096, 4, 8192
-        args.max_entries, args.repeats = 1 << 20, 1
+        args.max_entries, args.repeats, args.budgets = 1 << 20, 1, "5"
 
+    budgets = [float(b) for b in args.budgets.split(",") if b]
+    quality = quality_rows(args.results, budgets) if budgets else []
     rng = np.random.default_rng(0)
     work = Path(tempfile.mkdtemp(prefix="saeflow-bench-sae-"))
     rows = []  # (what, seconds, rate, unit, ratio, peak MB)
@@ -191,23 +258,23 @@ def main():
             store.create("acts", acts.shape, "float16")[:] = acts  # as capture_chunk writes it
         acts_f32 = torch.from_numpy(acts.astype(np.float32))
         with torch.inference_mode():
-            bare_encode = best_of(args.repeats, lambda: sae.encode_per_token(acts_f32))
+            bare_encode = best_of(args.repeats, lambda: sae.encode(acts_f32))
         encode = best_of(args.repeats, lambda: encode_chunk(sae, acts_path, features_path))
-        rows.append(("encode bare encode_per_token", bare_encode, len(acts) / bare_encode, "tokens/s", 1.0, None))
+        rows.append(("encode bare sae.encode", bare_encode, len(acts) / bare_encode, "tokens/s", 1.0, None))
         rows.append(("encode encode_chunk", encode, len(acts) / encode, "tokens/s", encode / bare_encode, None))
 
         stored = store_bytes(features_path)
-        active = int((zarr.open_group(str(features_path), mode="r")["values"][:] > 0).sum())
+        active = int(zarr.open_group(str(features_path), mode="r")["indptr"][-1])
         dense_per_token = 4 * D_SAE
         rows.append(("store float32 dense", None, dense_per_token, "B/token", 1.0, None))
         per_token = stored / len(acts)
-        rows.append(("store sparse chunk", None, per_token, "B/token", per_token / dense_per_token, None))
-        rows.append(("store sparse chunk (goal <= 5)", None, stored / active, "B/entry", None, None))
+        rows.append(("store CSR chunk", None, per_token, "B/token", per_token / dense_per_token, None))
+        rows.append(("store CSR chunk (goal <= 5)", None, stored / active, "B/entry", None, None))
 
         # ---- transpose, each side in a fresh child process.
         store_dir = work / "store"
         store_dir.mkdir()
-        chunk_paths, counts = write_synthetic_store(store_dir, args.tokens, args.features, K)
+        chunk_paths, counts = write_synthetic_store(store_dir, args.tokens, args.features)
         nnz = int(counts.sum())
         runs = {}  # name: (best seconds, worst peak RSS, RSS before the call)
         for name, fn, fn_args in [
@@ -232,7 +299,7 @@ def main():
           f"{torch.get_num_threads()} threads, "
           f"best of {args.repeats}")
     print(f"transpose: {args.tokens} tokens x {args.features} features, {len(chunk_paths)} chunks of "
-          f"{CHUNK_TOKENS}, {nnz} entries ({1 - nnz / (args.tokens * K):.1%} padding), densest feature "
+          f"{CHUNK_TOKENS}, L0 {L0 - L0_SPREAD}..{L0 + L0_SPREAD} drawn, {nnz} entries, densest feature "
           f"on {counts.max() / args.tokens:.0%} of tokens, budget {args.max_entries} entries; "
           f"each side in a fresh process that starts at {start_rss / 2**20:.0f} MB RSS (interpreter + imports)")
     print(f"{'what':<32}{'seconds':>9}{'rate':>13} {'unit':<10}{'vs base':>8}{'peak RSS MB':>13}")
@@ -241,6 +308,13 @@ def main():
               f"{unit:<10}{'-' if ratio is None else f'{ratio:.3f}':>8}{'-' if peak is None else f'{peak:.0f}':>13}")
     print(f"transpose_store peak RSS / naive peak RSS: {streamed_peak / naive_peak:.2f}; "
           f"above the {start_rss / 2**20:.0f} MB start: {(streamed_peak - start_rss) / (naive_peak - start_rss):.2f}")
+    if quality:
+        print(f"\nheld-out quality against training wall time (default SAE, {args.results}, threshold encoding)")
+        print(f"{'trainer':<12}{'budget s':>9}{'wall s':>8}{'steps':>7}{'fvu':>8}{'l0':>7}{'dead':>8}{'fvu / ref':>11}")
+        reference = {budget: fvu for name, budget, _, _, fvu, _, _ in quality if name == "reference"}
+        for name, budget, wall, steps, fvu, l0, dead in quality:
+            print(f"{name:<12}{budget:>9.0f}{wall:>8.0f}{steps:>7}{fvu:>8.4f}{l0:>7.1f}{dead:>8.2%}"
+                  f"{fvu / reference[budget]:>11.3f}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def _checked(check):
 
 
 MODEL_PATH = str(_checked(lambda: model.resolve_model_path(config["model"]["path"])))
+MODEL_NAME = config["model"]["path"] or model.DEFAULT_MODEL_NAME  # as configured, for cfg.json
 CORPUS_FILES = _checked(lambda: corpus.resolve_sources(config["corpus"]["source"]))
 for _name, _sae in config["saes"].items():
     _checked(lambda: model.check_layer(_sae["layer"], MODEL_PATH, key=f"saes.{_name}.layer"))
@@ -121,9 +122,18 @@ def layer_chunks(wildcards):
     return expand(PATHS["acts"], layer=wildcards.layer, chunk=chunk_ids())
 
 
-def sae_layer_chunks(wildcards):
-    """All activation chunks of the layer the SAE reads (the last one is its held-out chunk)."""
-    return expand(PATHS["acts"], layer=config["saes"][wildcards.sae]["layer"], chunk=chunk_ids())
+def sae_training_chunks(wildcards):
+    """The activation chunks an SAE trains on: all of its layer's but the last."""
+    return expand(PATHS["acts"], layer=config["saes"][wildcards.sae]["layer"], chunk=chunk_ids()[:-1])
+
+
+def holdout_chunk_id():
+    """The last chunk of the plan, held out of training for every SAE's eval."""
+    return chunk_ids()[-1]
+
+
+def sae_holdout_chunk(wildcards):
+    return PATHS["acts"].format(layer=config["saes"][wildcards.sae]["layer"], chunk=holdout_chunk_id())
 
 
 def sae_layer_chunk(wildcards):

@@ -1,4 +1,4 @@
-# Trained SAE + activation chunks -> sparse top-k feature chunks -> feature-major transpose.
+# Trained SAE + activation chunks -> sparse (CSR) feature chunks -> feature-major transpose.
 
 
 rule encode_features:

@@ -1,19 +1,17 @@
-# Activation chunks -> trained SAEs (one job per configured SAE) -> metrics of the sweep.
+# Activation chunks -> trained SAEs (one job per configured SAE) -> held-out eval -> sweep metrics.
 
 
 rule train_sae:
     input:
-        chunks=sae_layer_chunks,
-        plan=PATHS["plan"],
+        chunks=sae_training_chunks,
         tokens=PATHS["tokens"],
     output:
         weights=PATHS["sae_weights"],
         cfg=PATHS["sae_cfg"],
         training_log=PATHS["training_log"],
-        eval=PATHS["eval"],
     params:
         settings=lambda wildcards: config["saes"][wildcards.sae],
-        model_path=MODEL_PATH,
+        model_name=MODEL_NAME,
         checkpoint=lambda wildcards: PATHS["checkpoint"].format(sae=wildcards.sae),
     threads: 2
     resources:
@@ -28,6 +26,33 @@ rule train_sae:
         "../envs/model.yaml"
     script:
         "../scripts/train_sae.py"
+
+
+rule evaluate_sae:
+    input:
+        weights=PATHS["sae_weights"],
+        cfg=PATHS["sae_cfg"],
+        holdout=sae_holdout_chunk,
+        plan=PATHS["plan"],
+        tokens=PATHS["tokens"],
+    output:
+        eval=PATHS["eval"],
+    params:
+        model_path=MODEL_PATH,
+        holdout_chunk=lambda wildcards: holdout_chunk_id(),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=30,
+    log:
+        log_path("evaluate_sae", "{sae}"),
+    benchmark:
+        benchmark_path("evaluate_sae", "{sae}")
+    conda:
+        "../envs/model.yaml"
+    script:
+        "../scripts/evaluate_sae.py"
 
 
 rule gather_metrics:

@@ -15,16 +15,31 @@ import numpy as np
 from saeflow.activations import iter_chunk_rows
 
 
-def _rows_forever(chunk_paths: list, rng: np.random.Generator) -> Iterator[np.ndarray]:
+def iter_kept_rows(chunk_path, excluded_rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """A chunk's rows as float32 blocks, without the rows at offsets `excluded_rows` (e.g. the
+    special tokens, which SAEs leave out of training by default)."""
+    start = 0
+    for block in iter_chunk_rows(chunk_path):
+        stop = start + len(block)
+        if excluded_rows is not None and len(excluded_rows):
+            inside = excluded_rows[(excluded_rows >= start) & (excluded_rows < stop)]
+            block = np.delete(block, inside - start, axis=0)
+        start = stop
+        yield block
+
+
+def _rows_forever(chunk_paths: list, excluded: list, rng: np.random.Generator) -> Iterator[np.ndarray]:
     while True:
         for index in rng.permutation(len(chunk_paths)):
-            yield from iter_chunk_rows(chunk_paths[index])
+            yield from iter_kept_rows(chunk_paths[index], excluded[index])
 
 
-def shuffled_batches(chunk_paths: list, batch_size: int, buffer_tokens: int, seed: int) -> Iterator[np.ndarray]:
-    """An endless stream of float32 batches [batch_size, d_model] of shuffled rows."""
+def shuffled_batches(chunk_paths: list, batch_size: int, buffer_tokens: int, seed: int,
+                     excluded: list | None = None) -> Iterator[np.ndarray]:
+    """An endless stream of float32 batches [batch_size, d_model] of shuffled rows; excluded[i]
+    (row offsets, or None) are left out of chunk i."""
     rng = np.random.default_rng(seed)
-    blocks = _rows_forever(chunk_paths, rng)
+    blocks = _rows_forever(chunk_paths, excluded or [None] * len(chunk_paths), rng)
     pending = np.empty((0, 0), dtype=np.float32)
 
     def take(n: int) -> np.ndarray:
@@ -45,25 +60,15 @@ def shuffled_batches(chunk_paths: list, batch_size: int, buffer_tokens: int, see
         buffer[picked] = take(batch_size)
 
 
-def batch_source(chunk_paths: list, batch_size: int, buffer_tokens: int, seed: int) -> Callable[[int], Iterator[np.ndarray]]:
+def batch_source(chunk_paths: list, batch_size: int, buffer_tokens: int, seed: int,
+                 excluded: list | None = None) -> Callable[[int], Iterator[np.ndarray]]:
     """`source(start_step)`: the stream from batch number `start_step` on (for resuming)."""
 
     def source(start_step: int) -> Iterator[np.ndarray]:
-        stream = shuffled_batches(chunk_paths, batch_size, buffer_tokens, seed)
+        stream = shuffled_batches(chunk_paths, batch_size, buffer_tokens, seed, excluded)
         for _ in range(start_step):
             next(stream)
         return stream
 
     return source
 
-
-def first_rows(chunk_paths: list, n_rows: int) -> np.ndarray:
-    """Up to `n_rows` rows from the start of the chunks (a sample for initialisation and scaling)."""
-    parts, have = [], 0
-    for path in chunk_paths:
-        for block in iter_chunk_rows(path):
-            parts.append(block[: n_rows - have])
-            have += len(parts[-1])
-            if have >= n_rows:
-                return np.concatenate(parts)
-    return np.concatenate(parts)

@@ -25,7 +25,7 @@ from saeflow.analysis.histograms import histogram_counts, histogram_edges
 from saeflow.analysis.labels import label_tokens
 from saeflow.analysis.percentiles import percentiles
 from saeflow.analysis.quantile_examples import sample_bands
-from saeflow.analysis.stats import finalize_stats, partial_stats
+from saeflow.analysis.stats import feature_stats
 from saeflow.analysis.top_examples import sequence_maxima, top_sequences
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _lists(flat: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa
 
 
 def stats_table(entries: Entries, n_tokens: int):
-    stats = finalize_stats(partial_stats(entries, n_tokens))
+    stats = feature_stats(entries, n_tokens)
     table = pa.table({
         "feature": pa.array(stats.feature, pa.int64()), "n_active": pa.array(stats.n_active, pa.int64()),
         "density": pa.array(stats.density, pa.float64()), "min": _nullable(stats.min), "max": _nullable(stats.max),

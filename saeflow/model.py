@@ -19,6 +19,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 DTYPES = ("float32", "float16", "bfloat16")
+# The packaged default's name, written where artifacts name their model (never a local path).
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def default_model_path() -> Path:

@@ -1,5 +1,6 @@
-"""The BatchTopK sparse autoencoder (Bussmann et al. 2024) in one sitting: its two encodings,
-decoding, training loss, the decoder-norm step, input-scale folding and safetensors I/O.
+"""The BatchTopK sparse autoencoder (Bussmann et al. 2024) in one sitting: the training encoding
+(batch top-k), the inference encodings (a learned threshold, or per-token top-k), decoding, the
+training loss with AuxK, the decoder-norm step, input-scale folding and safetensors I/O.
 
 Shape letters in names: N tokens, D = d_in, F = d_sae (latents).
 """
@@ -18,13 +19,15 @@ from saeflow.errors import SaeflowError
 
 WEIGHTS_FILE = "sae_weights.safetensors"
 CFG_FILE = "cfg.json"
+ENCODINGS = ("threshold", "topk")
 # cfg.json keys only the caller knows; save() adds the ones the model knows.
-CALLER_CFG_KEYS = ("name", "model", "layer", "seed", "hook_name")
+CALLER_CFG_KEYS = ("name", "model", "hook", "hook_spec", "seed")
 
 
 def batch_topk(acts_NF: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k*N largest entries of the whole batch, zero the rest: tokens share a budget of
-    k latents each on average, so a hard token may use more than k and an easy one fewer."""
+    """Flat indices (row * d_sae + column, ascending) of the k*N largest entries of the whole
+    batch: tokens share a budget of k latents each on average, so a hard token may use more than
+    k and an easy one fewer."""
     n_tokens, d_sae = acts_NF.shape
     budget = k * n_tokens
     width = 4 * k  # candidates per token: one top-k over [N, d_sae] is 3x slower than two small ones
@@ -35,32 +38,41 @@ def batch_topk(acts_NF: torch.Tensor, k: int) -> torch.Tensor:
         # Exact unless a token had all its candidates chosen (it might own even more of the top).
         if torch.bincount(rows, minlength=n_tokens).max() < width:
             columns = candidates.indices.flatten()[top.indices]
-            return torch.zeros_like(acts_NF).index_put_((rows, columns), top.values)
-    flat = acts_NF.flatten()
-    top = flat.topk(budget, sorted=False)
-    return torch.zeros_like(flat).scatter(0, top.indices, top.values).view_as(acts_NF)
+            return (rows * d_sae + columns).sort().values
+    return acts_NF.flatten().topk(budget, sorted=False).indices.sort().values
+
+
+def topk_per_token(acts_NF: torch.Tensor, k: int) -> torch.Tensor:
+    """Each token's k largest entries, the rest zeroed (dense [N, F])."""
+    top = acts_NF.topk(k, dim=-1)
+    return torch.zeros_like(acts_NF).scatter(-1, top.indices, top.values)
 
 
 @dataclass
 class TrainingOutput:
     loss: torch.Tensor  # mse + aux_coeff * aux_loss, the quantity to minimise
     mse: torch.Tensor
-    aux_loss: torch.Tensor
-    feats_NF: torch.Tensor  # batch top-k encoding
-    recon_ND: torch.Tensor
+    aux_loss: torch.Tensor  # normalised AuxK loss (0 when no latent is dead)
+    recon_ND: torch.Tensor  # reconstruction under batch top-k
+    fired_F: torch.Tensor  # bool: latents with a nonzero kept activation in this batch
+    l0: torch.Tensor  # nonzero kept activations per token
+    min_kept: torch.Tensor  # smallest nonzero activation the batch kept (θ's sample; 0 if none)
 
 
 class BatchTopKSAE(torch.nn.Module):
-    """x -> relu((x - b_dec) @ W_enc + b_enc), sparsified by top-k -> f @ W_dec + b_dec.
+    """x -> pre = (x - b_dec) @ W_enc + b_enc -> sparse f -> f @ W_dec + b_dec.
 
-    Training uses the batch top-k (`encode_batch_topk`); the stored features and every
-    evaluation use the per-token top-k (`encode_per_token`), as the artifact contract says.
+    Training sparsifies relu(pre) by batch top-k (`training_losses`); inference (`encode`) uses
+    the SAE's `encoding`: "threshold" keeps pre where pre > threshold (JumpReLU form, θ learned
+    in training), "topk" keeps each token's k largest relu(pre).
     """
 
-    def __init__(self, d_in: int, d_sae: int, k: int, seed: int = 0):
+    def __init__(self, d_in: int, d_sae: int, k: int, seed: int = 0, encoding: str = "threshold"):
         super().__init__()
         _check_sizes(d_in, d_sae, k)
-        self.d_in, self.d_sae, self.k = d_in, d_sae, k
+        if encoding not in ENCODINGS:
+            raise SaeflowError(f"encoding={encoding!r} is invalid: use one of {ENCODINGS}")
+        self.d_in, self.d_sae, self.k, self.encoding = d_in, d_sae, k, encoding
         generator = torch.Generator().manual_seed(seed)
         W_dec_FD = torch.randn(d_sae, d_in, generator=generator)
         W_dec_FD /= W_dec_FD.norm(dim=1, keepdim=True)
@@ -69,59 +81,77 @@ class BatchTopKSAE(torch.nn.Module):
         self.b_enc = torch.nn.Parameter(torch.zeros(d_sae))
         self.W_dec = torch.nn.Parameter(W_dec_FD)
         self.b_dec = torch.nn.Parameter(torch.zeros(d_in))
+        # θ per latent (one shared value for a BatchTopK SAE); not trained by gradient.
+        self.register_buffer("threshold", torch.zeros(d_sae))
 
     def pre_activations(self, x_ND: torch.Tensor) -> torch.Tensor:
         return (x_ND - self.b_dec) @ self.W_enc + self.b_enc
 
-    def encode_per_token(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each token's k largest relu(pre) as (values [N, k], indices [N, k]), strongest first.
-        A slot whose value is 0 is padding: its index is a valid but arbitrary latent (so the
-        pair can be scattered as is); the feature store writes -1 there."""
-        top = self.pre_activations(x_ND).relu().topk(self.k, dim=-1)
-        return top.values, top.indices
-
-    def encode_dense(self, x_ND: torch.Tensor) -> torch.Tensor:
-        """The per-token top-k encoding as a dense [N, d_sae] tensor."""
-        values_NK, indices_NK = self.encode_per_token(x_ND)
-        dense_NF = torch.zeros(x_ND.shape[0], self.d_sae, dtype=values_NK.dtype, device=x_ND.device)
-        return dense_NF.scatter(1, indices_NK, values_NK)
-
-    def encode_batch_topk(self, x_ND: torch.Tensor) -> torch.Tensor:
-        """The training encoding: dense [N, d_sae] with the k*N largest relu(pre) of the batch."""
-        return batch_topk(self.pre_activations(x_ND).relu(), self.k)
+    def encode(self, x_ND: torch.Tensor) -> torch.Tensor:
+        """The inference encoding, dense [N, d_sae]: the one function that eval, the feature
+        store and CE splicing use."""
+        pre_NF = self.pre_activations(x_ND)
+        if self.encoding == "threshold":
+            # relu first: a latent never fires below 0, whatever θ (as SAELens' JumpReLU).
+            return pre_NF.relu() * (pre_NF > self.threshold)
+        return topk_per_token(pre_NF.relu(), self.k)
 
     def decode(self, f_NF: torch.Tensor) -> torch.Tensor:
         return f_NF @ self.W_dec + self.b_dec
 
     def forward(self, x_ND: torch.Tensor) -> torch.Tensor:
-        """Reconstruction under the per-token encoding (what evaluation and splicing use)."""
-        return self.decode(self.encode_dense(x_ND))
+        """Reconstruction under the inference encoding."""
+        return self.decode(self.encode(x_ND))
 
     def training_losses(
         self, x_ND: torch.Tensor, dead_F: torch.Tensor, aux_k: int, aux_coeff: float
     ) -> TrainingOutput:
         """Reconstruction MSE (squared error summed over d_in, averaged over tokens) plus
-        aux_coeff times the AuxK loss, which is 0 when no latent is dead."""
-        acts_NF = self.pre_activations(x_ND).relu()
-        feats_NF = batch_topk(acts_NF, self.k)
-        recon_ND = self.decode(feats_NF)
+        aux_coeff times the normalised AuxK loss.
+
+        Written for speed on CPUs, where dense [N, F] x [F, D] products dominate a step: the
+        input takes no gradient (b_dec's reaches the encoder through b_dec @ W_enc, not through
+        a gradient of x - b_dec), and the kept latents are decoded by embedding_bag, as
+        sparsify's fallback decoder does, so only the encoder's two products stay dense."""
+        acts_NF = (x_ND @ self.W_enc + (self.b_enc - self.b_dec @ self.W_enc)).relu()
+        with torch.no_grad():
+            kept = batch_topk(acts_NF, self.k)
+        columns = kept % self.d_sae
+        values = acts_NF.flatten()[kept]
+        offsets = torch.searchsorted(torch.div(kept, self.d_sae, rounding_mode="floor"),
+                                     torch.arange(len(x_ND), device=x_ND.device))
+        recon_ND = self.decode_entries(columns, values, offsets) + self.b_dec
         mse = (recon_ND - x_ND).pow(2).sum(-1).mean()
         aux_loss = self._aux_loss(acts_NF, x_ND - recon_ND.detach(), dead_F, aux_k)
-        return TrainingOutput(mse + aux_coeff * aux_loss, mse, aux_loss, feats_NF, recon_ND)
+        with torch.no_grad():
+            positive = values > 0
+            fired_F = torch.zeros(self.d_sae, dtype=torch.bool, device=x_ND.device)
+            fired_F[columns[positive]] = True
+            min_kept = values[positive].min() if positive.any() else values.new_zeros(())
+        return TrainingOutput(mse + aux_coeff * aux_loss, mse, aux_loss, recon_ND, fired_F,
+                              positive.sum() / len(x_ND), min_kept)
+
+    def decode_entries(self, columns: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor | None = None):
+        """Sum of values * W_dec[columns] per token, no b_dec: entries given flat with each
+        token's start in `offsets`, or as [N, n] arrays (one row per token)."""
+        return torch.nn.functional.embedding_bag(columns, self.W_dec, offsets, mode="sum", per_sample_weights=values)
 
     def _aux_loss(
         self, acts_NF: torch.Tensor, residual_ND: torch.Tensor, dead_F: torch.Tensor, aux_k: int
     ) -> torch.Tensor:
-        """AuxK (Gao et al. 2024): each token's aux_k largest dead latents try to reconstruct
-        what the live ones missed (the residual, detached), so dead latents get a gradient
-        towards directions the model still lacks."""
-        if not dead_F.any():
+        """AuxK (Gao et al. 2024, appendix A.2): each token's top dead latents (at most aux_k, and
+        no more than are dead) try to reconstruct what the live ones missed (the detached
+        residual), so dead latents get a gradient towards directions the model still lacks.
+        Divided by the residual's variance as OpenAI's sparse_autoencoder and dictionary_learning
+        do, so the loss is a fraction of unexplained variance whatever its scale."""
+        dead = dead_F.nonzero().squeeze(1)
+        if len(dead) == 0:
             return acts_NF.new_zeros(())
-        dead_acts_NF = acts_NF * dead_F  # live latents are 0, so topk can only pick them as 0
-        top = dead_acts_NF.topk(min(aux_k, self.d_sae), dim=-1)
-        aux_NF = torch.zeros_like(dead_acts_NF).scatter(-1, top.indices, top.values)
+        top = acts_NF[:, dead].topk(min(aux_k, len(dead)), dim=-1)  # only dead columns: cheap when few
         # No b_dec: the residual is a difference of reconstructions, b_dec cancels.
-        return (aux_NF @ self.W_dec - residual_ND).pow(2).sum(-1).mean()
+        error = (self.decode_entries(dead[top.indices], top.values) - residual_ND).pow(2).sum(-1).mean()
+        variance = (residual_ND - residual_ND.mean(dim=0)).pow(2).sum(-1).mean()
+        return torch.nan_to_num(error / variance)
 
     # The decoder-norm step: rows of W_dec stay unit vectors, so a latent's activation is its
     # magnitude along the row. The trainer calls the first before and the second after each step.
@@ -144,35 +174,39 @@ class BatchTopKSAE(torch.nn.Module):
 
         With s = scale > 0: pre(s x) = (s x - b_dec) @ W_enc + b_enc
                                      = s * ((x - b_dec/s) @ W_enc + b_enc/s).
-        relu and top-k commute with multiplying by s > 0, so dividing b_enc and b_dec by s gives
-        features f/s on raw x (the same latents fire, in raw-activation units), and
-        (f/s) @ W_dec + b_dec/s = recon(s x) / s, the reconstruction in raw units.
+        relu, top-k and the comparison with θ commute with multiplying by s > 0, so dividing
+        b_enc, b_dec and θ by s gives features f/s on raw x (the same latents fire, in
+        raw-activation units), and (f/s) @ W_dec + b_dec/s = recon(s x) / s.
         """
         if not (math.isfinite(scale) and scale > 0):
             raise SaeflowError(f"input scale={scale!r} is invalid: it must be a finite number > 0")
         self.b_enc /= scale
         self.b_dec /= scale
+        self.threshold /= scale
 
     def save(self, directory: str | Path, cfg: dict) -> dict:
         """Write sae_weights.safetensors and cfg.json into `directory`; return the cfg written.
 
-        `cfg` must hold name, model, layer, seed and hook_name (e.g. "hidden_states.3"); d_in,
-        d_sae, k, architecture and the SAELens-style keys come from the model itself."""
+        `cfg` must hold name, model, hook, hook_spec and seed; sizes, the encoding and the keys
+        SAELens' loader needs come from the model itself."""
+        from saeflow.saelens_format import saelens_cfg
+
         missing = [key for key in CALLER_CFG_KEYS if key not in cfg]
         if missing:
             raise SaeflowError(f"SAE cfg lacks {missing}: pass them to save() (needed in cfg.json)")
         directory = Path(directory)
-        arrays = {name: p.detach().cpu().numpy().astype(np.float32) for name, p in self.named_parameters()}
+        arrays = {name: t.detach().cpu().numpy().astype(np.float32) for name, t in self.state_dict().items()}
         storage.write_safetensors(directory / WEIGHTS_FILE, arrays, metadata={})
         full_cfg = {
+            **saelens_cfg(d_in=self.d_in, d_sae=self.d_sae, encoding=self.encoding, k=self.k,
+                          hook_name=cfg["hook_spec"], model_name=cfg["model"]),
             **cfg,
             "d_in": self.d_in,
             "d_sae": self.d_sae,
             "k": self.k,
-            "architecture": "batchtopk",
-            "apply_b_dec_to_input": True,
-            "normalize_activations": "none",
-            "dtype": "float32",
+            "architecture": "jumprelu" if self.encoding == "threshold" else "topk",
+            "trained_as": "batchtopk",
+            "encoding": self.encoding,
         }
         storage.write_json(directory / CFG_FILE, full_cfg)
         return full_cfg
@@ -182,22 +216,24 @@ class BatchTopKSAE(torch.nn.Module):
         """Read an SAE written by save(); returns (sae on CPU, cfg)."""
         directory = Path(directory)
         cfg = storage.read_json(directory / CFG_FILE)
-        missing = [key for key in ("d_in", "d_sae", "k") if key not in cfg]
+        missing = [key for key in ("d_in", "d_sae", "k", "encoding") if key not in cfg]
         if missing:
-            raise SaeflowError(f"{directory / CFG_FILE} lacks {missing}: rewrite it with save()")
-        sae = cls(cfg["d_in"], cfg["d_sae"], cfg["k"], cfg.get("seed", 0))
+            raise SaeflowError(f"{directory / CFG_FILE} lacks {missing}: retrain the SAE to rewrite it")
+        sae = cls(cfg["d_in"], cfg["d_sae"], cfg["k"], cfg.get("seed", 0), cfg["encoding"])
         arrays = storage.read_safetensors(directory / WEIGHTS_FILE)
         with torch.no_grad():
-            for name, param in sae.named_parameters():
+            for name, tensor in sae.state_dict(keep_vars=True).items():
                 stored = arrays.get(name)
-                if stored is None or stored.shape != param.shape:
+                if stored is None or stored.shape != tensor.shape:
                     found = None if stored is None else list(stored.shape)
                     raise SaeflowError(
                         f"{directory / WEIGHTS_FILE}: `{name}` has shape {found}, but cfg.json "
-                        f"(d_in={cfg['d_in']}, d_sae={cfg['d_sae']}) needs {list(param.shape)}; "
+                        f"(d_in={cfg['d_in']}, d_sae={cfg['d_sae']}) needs {list(tensor.shape)}; "
                         "the two files come from different SAEs: retrain or restore the pair"
                     )
-                param.copy_(torch.from_numpy(stored))
+                if not np.isfinite(stored).all():
+                    raise SaeflowError(f"{directory / WEIGHTS_FILE}: `{name}` holds NaN or inf; retrain the SAE")
+                tensor.copy_(torch.from_numpy(stored))
         return sae, cfg
 
 

@@ -29,6 +29,7 @@ TOKENS_SCHEMA = pa.schema(
         ("doc", pa.int32()),
         ("token_id", pa.int32()),
         ("token", pa.string()),
+        ("special", pa.bool_()),
         ("start", pa.int32()),
         ("end", pa.int32()),
     ]
@@ -100,7 +101,7 @@ def window_length(tokenizer, context_len: int) -> int:
     return length
 
 
-def build_corpus(
+def tokenize_corpus(
     documents: Iterable[Document],
     tokenizer,
     context_len: int,
@@ -143,12 +144,17 @@ def build_corpus(
             for piece_ids, piece_starts, piece_ends in pieces:
                 seq_ids = np.concatenate([prefix, piece_ids, suffix])
                 n = len(seq_ids)
+                # Only the wrapping is special: a content token with a special id (a "[SEP]" in
+                # the text) is the document's own.
+                special = np.zeros(n, dtype=bool)
+                special[: len(prefix)] = special[n - len(suffix) :] = True
                 buffer.add(
                     seq=np.full(n, n_seqs, dtype=np.int32),
                     pos=np.arange(n, dtype=np.int32),
                     doc=np.full(n, doc, dtype=np.int32),
                     token_id=seq_ids,
                     token=decode(seq_ids),
+                    special=special,
                     start=np.concatenate([special_span[: len(prefix)], piece_starts, special_span[len(prefix):]]),
                     end=np.concatenate([special_span[: len(prefix)], piece_ends, special_span[len(prefix):]]),
                 )

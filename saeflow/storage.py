@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +24,7 @@ import zarr
 from safetensors.numpy import load_file as _load_safetensors
 from safetensors.numpy import save_file as _save_safetensors
 from zarr.codecs import BloscCodec
+from zarr.codecs.numcodecs import Delta
 
 from saeflow.errors import SaeflowError
 
@@ -209,12 +211,139 @@ def read_zarr_array(group: zarr.Group, name: str, rows: slice = slice(None)) -> 
         ) from None
 
 
-def read_sparse_chunk(path) -> tuple[np.ndarray, np.ndarray, int]:
-    """(indices, values widened to float32, token_start) of one sparse chunk."""
+# ---------------------------------------------------------------- CSR feature chunks
+
+# Entries per Zarr chunk of a CSR chunk's `indices` and `values` (about 8,192 tokens at L0 32).
+CSR_ENTRIES_PER_CHUNK = 1 << 18
+
+
+@dataclass(frozen=True)
+class SparseChunk:
+    """One CSR feature chunk: token t's entries are indptr[t] .. indptr[t+1]-1, ids ascending."""
+
+    indptr: np.ndarray  # [n_tokens + 1] int64, from 0
+    indices: np.ndarray  # [nnz] int32 feature ids
+    values: np.ndarray  # [nnz] float32 (a float16 store is widened)
+    token_start: int
+    n_features: int
+    value_dtype: np.dtype  # the dtype the values are stored in
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.indptr) - 1
+
+    def entry_rows(self) -> np.ndarray:
+        """The chunk row (token_start-relative token) of each entry, int64."""
+        return np.repeat(np.arange(self.n_tokens, dtype=np.int64), np.diff(self.indptr))
+
+
+def read_sparse_chunk(path, n_features: int | None = None) -> SparseChunk:
+    """A CSR feature chunk (features/ or units/filtered/), its invariants checked; with
+    `n_features`, also that the chunk has that many features (the SAE's d_sae)."""
     group = open_zarr_group(path)
-    indices = read_zarr_array(group, "indices")
-    values = read_zarr_array(group, "values").astype(np.float32)
-    return indices, values, int(group.attrs["token_start"])
+    if group.attrs.get("format") != "csr":
+        raise SaeflowError(f"{path}: format {group.attrs.get('format')!r} is not \"csr\"; "
+                           "delete the store and rerun the workflow to rebuild it")
+    chunk = SparseChunk(
+        indptr=read_zarr_array(group, "indptr"),
+        indices=read_zarr_array(group, "indices"),
+        values=read_zarr_array(group, "values").astype(np.float32),
+        token_start=int(group.attrs["token_start"]),
+        n_features=int(group.attrs["n_features"]),
+        value_dtype=group["values"].dtype,
+    )
+    if n_features is not None and chunk.n_features != n_features:
+        raise SaeflowError(f"{path}: n_features is {chunk.n_features} but {n_features} were expected; "
+                           "delete the store and rerun the workflow to rebuild it")
+    if problem := _csr_problem(chunk, int(group.attrs["n_tokens"])):
+        raise SaeflowError(f"{path}: corrupt CSR chunk ({problem}); delete it and rerun the workflow")
+    return chunk
+
+
+def _csr_problem(chunk: SparseChunk, n_tokens: int) -> str | None:
+    """What breaks the CSR invariants, or None."""
+    indptr, nnz = chunk.indptr, len(chunk.indices)
+    if len(indptr) != n_tokens + 1:
+        return f"indptr has {len(indptr)} entries for n_tokens {n_tokens}"
+    if indptr[0] != 0 or (np.diff(indptr) < 0).any() or indptr[-1] != nnz or len(chunk.values) != nnz:
+        return f"indptr must rise from 0 to the {nnz} indices (and values: {len(chunk.values)})"
+    if nnz and not (0 <= chunk.indices.min() and chunk.indices.max() < chunk.n_features):
+        return f"feature ids span {chunk.indices.min()}..{chunk.indices.max()}, n_features is {chunk.n_features}"
+    return None
+
+
+class _AppendedArray:
+    """A 1-D Zarr array filled front to back. It is written in whole Zarr chunks (the rest waits
+    for the next append, or the end), so no chunk is compressed twice."""
+
+    def __init__(self, writer: ZarrChunkWriter, name: str, dtype, filters=()):
+        self.array = writer.create(name, (CSR_ENTRIES_PER_CHUNK,), dtype, CSR_ENTRIES_PER_CHUNK, filters)
+        self.array.resize((0,))  # created one chunk long only to fix the chunk size
+        self._pending = [np.zeros(0, dtype=dtype)]
+        self._n_pending = 0
+
+    def extend(self, data: np.ndarray) -> None:
+        self._pending.append(data)
+        self._n_pending += len(data)
+        if self._n_pending >= CSR_ENTRIES_PER_CHUNK:
+            self._write(self._n_pending // CSR_ENTRIES_PER_CHUNK * CSR_ENTRIES_PER_CHUNK)
+
+    def finish(self) -> None:
+        self._write(self._n_pending)
+
+    def _write(self, n: int) -> None:
+        data = np.concatenate(self._pending)
+        if n:
+            self.array.append(data[:n])
+        self._pending, self._n_pending = [data[n:]], len(data) - n
+
+
+class CsrChunkWriter:
+    """Write one CSR feature chunk a block of tokens at a time; it appears atomically on close.
+
+    nnz is known only at the end, so `indices` and `values` grow; `indptr` (8 bytes a token) is
+    held and written on close. Delta filters: sorted ids and indptr become small steps for zstd.
+    """
+
+    def __init__(self, path, n_tokens: int, n_features: int, token_start: int, value_dtype,
+                 attrs: dict | None = None):
+        self._writer = ZarrChunkWriter(path, {**(attrs or {}), "format": "csr", "n_features": int(n_features),
+                                              "n_tokens": int(n_tokens), "token_start": int(token_start)})
+        self._path, self._n_tokens = path, n_tokens
+        self._indices = _AppendedArray(self._writer, "indices", "int32", [Delta(dtype="int32")])
+        self._values = _AppendedArray(self._writer, "values", value_dtype)
+        self._row_counts: list[np.ndarray] = []
+        self.nnz = 0
+
+    def append(self, row_counts: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        """The next len(row_counts) tokens: their entries, token by token, ids ascending."""
+        self._row_counts.append(np.asarray(row_counts, dtype=np.int64))
+        self._indices.extend(np.asarray(indices, dtype=np.int32))
+        self._values.extend(np.asarray(values, dtype=self._values.array.dtype))
+        self.nnz += len(indices)
+
+    def __enter__(self) -> "CsrChunkWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self._finish()
+            except BaseException as err:
+                self._writer.__exit__(type(err), err, err.__traceback__)
+                raise
+        self._writer.__exit__(exc_type, exc, tb)
+
+    def _finish(self) -> None:
+        counts = np.concatenate(self._row_counts) if self._row_counts else np.zeros(0, dtype=np.int64)
+        indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        if len(indptr) != self._n_tokens + 1 or indptr[-1] != self.nnz:
+            raise SaeflowError(f"{self._path}: {len(indptr) - 1} tokens with {indptr[-1]} entries "
+                               f"written, {self._n_tokens} tokens with {self.nnz} entries expected")
+        self._indices.finish()
+        self._values.finish()
+        self._writer.create("indptr", indptr.shape, "int64", filters=[Delta(dtype="int64")])[:] = indptr
 
 
 # ---------------------------------------------------------------- safetensors

@@ -59,21 +59,19 @@ def read_kept_units(unit_map_path) -> np.ndarray:
 
 
 def filter_chunk(chunk_path, kept: np.ndarray, out_path) -> None:
-    """The sparse chunk with pruned units made padding and kept ids remapped to 0..n_kept−1."""
-    indices, values, token_start = read_sparse_chunk(chunk_path)
-    group = storage.open_zarr_group(chunk_path)
-    n_features = int(group.attrs["n_features"])
-    new_id = np.full(n_features + 1, -1, dtype=np.int32)  # slot n_features catches padding (−1)
+    """The CSR chunk with pruned units' entries dropped and kept ids remapped to 0..n_kept−1.
+
+    `kept` is sorted, so the remap keeps each token's ids ascending.
+    """
+    chunk = read_sparse_chunk(chunk_path)
+    new_id = np.full(chunk.n_features, -1, dtype=np.int32)
     new_id[kept] = np.arange(len(kept), dtype=np.int32)
-    remapped = new_id[indices]
-    dtype = group["values"].dtype
-    filtered = np.where(remapped >= 0, values, 0).astype(dtype)
-    order = np.argsort(remapped, axis=1, kind="stable")  # rows stay sorted, padding first
-    attrs = {"format": "sparse_filtered", "topk": int(group.attrs["topk"]), "n_features": len(kept),
-             "token_start": token_start}
-    with storage.ZarrChunkWriter(out_path, attrs) as store:
-        store.create("indices", remapped.shape, "int32")[:] = np.take_along_axis(remapped, order, axis=1)
-        store.create("values", filtered.shape, dtype)[:] = np.take_along_axis(filtered, order, axis=1)
+    remapped = new_id[chunk.indices]
+    entries = np.flatnonzero(remapped >= 0)
+    row_counts = np.bincount(chunk.entry_rows()[entries], minlength=chunk.n_tokens)
+    with storage.CsrChunkWriter(out_path, chunk.n_tokens, len(kept), chunk.token_start, chunk.value_dtype,
+                                attrs={"filtered": True}) as out:
+        out.append(row_counts, remapped[entries], chunk.values[entries])
 
 
 def thresholds_table(percentiles: pa.Table, kept: np.ndarray) -> pa.Table:

@@ -11,7 +11,7 @@ def main():
         corpus.resolve_sources(p.source), p.format, p.text_field, p.labels_field
     )
     with jobs.progress(None, "documents", "doc") as bar:
-        sequences.build_corpus(
+        sequences.tokenize_corpus(
             documents, tokenizer, p.context_len,
             snakemake.output.tokens, snakemake.output.documents, snakemake.output.idf,
             max_documents=p.max_documents, max_tokens=p.max_tokens, progress=bar,

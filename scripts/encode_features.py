@@ -1,9 +1,9 @@
-"""Encode one activation chunk with a trained SAE into its sparse top-k feature chunk."""
+"""Encode one activation chunk with a trained SAE into its sparse (CSR) feature chunk."""
 from pathlib import Path
 
 import torch
 
-from saeflow import features, jobs, model
+from saeflow import feature_store, jobs, model
 from saeflow.sae import BatchTopKSAE
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake)
@@ -13,7 +13,7 @@ def main():
     torch.set_num_threads(snakemake.threads)
     sae, _ = BatchTopKSAE.load(Path(snakemake.input.weights).parent)
     sae = sae.to(model.pick_device(snakemake.config["model"]["device"]))
-    features.encode_chunk(sae, snakemake.input.acts, snakemake.output.features, snakemake.params.dtype)
+    feature_store.encode_chunk(sae, snakemake.input.acts, snakemake.output.features, snakemake.params.dtype)
 
 
 jobs.run_job(snakemake.log[0], main)

@@ -1,9 +1,9 @@
-"""Train one configured SAE on its layer's activation chunks; write weights, cfg, log and eval."""
+"""Train one configured SAE on its hook's training chunks; write weights, cfg.json and the log."""
 from pathlib import Path
 
 import torch
 
-from saeflow import chunks, fit, jobs, model
+from saeflow import jobs, model, train_job
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake)
 out, p = snakemake.output, snakemake.params
@@ -12,14 +12,14 @@ out, p = snakemake.output, snakemake.params
 def main():
     torch.set_num_threads(snakemake.threads)  # parallel sweep jobs share the cores Snakemake gave them
     settings = p.settings
-    holdout = chunks.read_plan(snakemake.input.plan)[-1]
-    outputs = fit.SaeOutputs(Path(out.weights).parent, Path(out.training_log), Path(out.eval), Path(p.checkpoint))
+    outputs = train_job.TrainOutputs(Path(out.weights).parent, Path(out.training_log), Path(p.checkpoint))
+    # The device changes how fast, not what: it comes from config, not params.
     device = model.pick_device(snakemake.config["model"]["device"])
     steps = settings["train_tokens"] // settings["batch_size"]
     with jobs.progress(steps, snakemake.wildcards.sae, "step") as bar:
-        fit.fit_sae(snakemake.wildcards.sae, settings, list(snakemake.input.chunks), holdout,
-                    snakemake.input.tokens, p.model_path, outputs, device=device,
-                    progress=lambda step, total, row: bar.update(1))
+        train_job.train_sae_job(snakemake.wildcards.sae, settings, list(snakemake.input.chunks),
+                                snakemake.input.tokens, p.model_name, outputs, device=device,
+                                progress=lambda step, total, row: bar.update(1))
 
 
 jobs.run_job(snakemake.log[0], main)

@@ -8,7 +8,7 @@ from saeflow.chunks import plan_chunks, sequence_lengths
 from saeflow.corpus import Document
 from saeflow.errors import SaeflowError
 from saeflow.model import load_model, load_tokenizer
-from saeflow.sequences import build_corpus
+from saeflow.sequences import tokenize_corpus
 from saeflow.storage import ZarrChunkWriter, read_parquet_columns, read_safetensors
 
 TEXTS = [
@@ -25,8 +25,8 @@ def captured(request, tmp_path):
     """A corpus captured at a middle layer in chunks of ~40 tokens, with batches of 3 sequences."""
     model_dir = request.getfixturevalue(request.param)
     tokens = tmp_path / "tokens.parquet"
-    build_corpus([Document(str(i), t) for i, t in enumerate(TEXTS)], load_tokenizer(model_dir), 12,
-                 tokens, tmp_path / "documents.parquet", tmp_path / "idf.parquet")
+    tokenize_corpus([Document(str(i), t) for i, t in enumerate(TEXTS)], load_tokenizer(model_dir), 12,
+                    tokens, tmp_path / "documents.parquet", tmp_path / "idf.parquet")
     plan = plan_chunks(sequence_lengths(tokens), 40)
     model = load_model(model_dir)
     layer = 1
@@ -56,8 +56,8 @@ def test_embedding_and_last_layer_rows_equal_the_direct_forward(model_fixture, r
     # Layer 0 is the embedding output; the last is what the model reports (after GPT-2's ln_f).
     model_dir = request.getfixturevalue(model_fixture)
     tokens = tmp_path / "tokens.parquet"
-    build_corpus([Document(str(i), t) for i, t in enumerate(TEXTS)], load_tokenizer(model_dir), 12,
-                 tokens, tmp_path / "documents.parquet", tmp_path / "idf.parquet")
+    tokenize_corpus([Document(str(i), t) for i, t in enumerate(TEXTS)], load_tokenizer(model_dir), 12,
+                    tokens, tmp_path / "documents.parquet", tmp_path / "idf.parquet")
     (chunk,) = plan_chunks(sequence_lengths(tokens), 10_000)
     model = load_model(model_dir)
     table = read_parquet_columns(tokens, ["seq", "token_id"])

@@ -7,27 +7,36 @@ from saeflow.corpus import Document
 from saeflow.evaluate import reconstruction_metrics, spliced_ce
 from saeflow.model import load_model, load_tokenizer, n_layers
 from saeflow.sae import BatchTopKSAE
-from saeflow.sequences import build_corpus
+from saeflow.sequences import tokenize_corpus
 from saeflow.storage import ZarrChunkWriter, read_parquet_columns
 
 
-def test_reconstruction_metrics_match_numpy(tmp_path):
+@pytest.mark.parametrize("encoding", ["threshold", "topk"])
+def test_reconstruction_metrics_match_numpy(tmp_path, encoding):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 8)).astype(np.float32) + 3.0
     with ZarrChunkWriter(tmp_path / "c.zarr", {"token_start": 0}) as store:
         store.create("acts", x.shape, "float32")[:] = x
-    sae = BatchTopKSAE(8, 20, 3, seed=1)
+    sae = BatchTopKSAE(8, 20, 3, seed=1, encoding=encoding)
+    theta = 0.4 if encoding == "threshold" else 0.0
     with torch.no_grad():
         sae.b_enc.copy_(torch.linspace(-3, 0.5, 20))
+        sae.threshold.fill_(theta)
     W_enc, b_enc, W_dec, b_dec = (p.detach().numpy().astype(np.float64) for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec))
-    acts = np.maximum((x - b_dec) @ W_enc + b_enc, 0)
-    keep = np.argsort(-acts, axis=1)[:, :3]
-    f = np.zeros_like(acts)
-    np.put_along_axis(f, keep, np.take_along_axis(acts, keep, axis=1), axis=1)
+    excluded = np.array([0, 17, 59])  # e.g. special-token rows
+    kept = np.delete(x, excluded, axis=0).astype(np.float64)
+    pre = (kept - b_dec) @ W_enc + b_enc
+    if encoding == "threshold":
+        f = np.where(pre > theta, pre, 0)
+    else:
+        acts = np.maximum(pre, 0)
+        top = np.argsort(-acts, axis=1)[:, :3]
+        f = np.zeros_like(acts)
+        np.put_along_axis(f, top, np.take_along_axis(acts, top, axis=1), axis=1)
     recon = f @ W_dec + b_dec
-    metrics = reconstruction_metrics(sae, [tmp_path / "c.zarr"])
-    assert metrics["holdout_tokens"] == 60
-    assert metrics["fvu"] == pytest.approx(((x - recon) ** 2).sum() / ((x - x.mean(0)) ** 2).sum(), rel=1e-5)
+    metrics = reconstruction_metrics(sae, tmp_path / "c.zarr", excluded)
+    assert metrics["holdout_tokens"] == 57
+    assert metrics["fvu"] == pytest.approx(((kept - recon) ** 2).sum() / ((kept - kept.mean(0)) ** 2).sum(), rel=1e-5)
     assert metrics["l0"] == pytest.approx((f > 0).sum(1).mean())
     assert metrics["dead_fraction"] == pytest.approx(1 - (f > 0).any(0).mean())
     assert 0 < metrics["dead_fraction"] < 1
@@ -45,8 +54,8 @@ class IdentitySAE(torch.nn.Module):
 @pytest.mark.parametrize("layer", [0, 1, 2])
 def test_splice_replaces_exactly_hidden_states_of_the_layer(tiny_lm, tmp_path, layer):
     tokens = tmp_path / "tokens.parquet"
-    build_corpus([Document("d", "The quick brown fox jumps over the lazy dog. " * 4)], load_tokenizer(tiny_lm), 24,
-                 tokens, tmp_path / "d.parquet", tmp_path / "i.parquet")
+    tokenize_corpus([Document("d", "The quick brown fox jumps over the lazy dog. " * 4)], load_tokenizer(tiny_lm), 24,
+                    tokens, tmp_path / "d.parquet", tmp_path / "i.parquet")
     lm = load_model(tiny_lm, with_lm_head=True)
     chunk = Chunk("chunk-0000", 0, 10**6, 0, 10**6)
     identity = spliced_ce(IdentitySAE(), lm, layer, n_layers(tiny_lm), tokens, chunk)

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from saeflow.decoder_tables import coactivation_table, cosine_table, influence_table
 from saeflow.feature_shard import AnalysisParams, CorpusIndex, analyse_shard, joined_labels, shard_range
-from saeflow.features import transpose_store
-from saeflow.storage import ZarrChunkWriter
+from saeflow.feature_store import transpose_store
+from saeflow.storage import CsrChunkWriter
 
 SEQ_LENGTHS = [12, 1, 9, 8, 10, 7]
 SEQ_DOC = [0, 1, 2, 2, 3, 3]
@@ -21,7 +21,7 @@ PARAMS = AnalysisParams(top_k=2, context=2, bins=4, percentiles=(50, 99.5), dete
 
 @pytest.fixture(scope="module")
 def problem(tmp_path_factory):
-    """A dense [tokens, features] matrix with ≤ K active per token, stored as chunks and CSC."""
+    """A dense [tokens, features] matrix with ≤ K active per token, stored as CSR chunks and CSC."""
     tmp = tmp_path_factory.mktemp("shard")
     rng = np.random.default_rng(0)
     n_tokens = sum(SEQ_LENGTHS)
@@ -40,12 +40,9 @@ def problem(tmp_path_factory):
                          np.log(len(DOC_LABELS) / df[df > 0]), DOC_LABELS)
     chunks, bounds = [], [0, 13, 22, n_tokens]  # chunk boundaries on sequence boundaries
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        order = np.argsort(-dense[a:b], axis=1, kind="stable")[:, :K]
-        values = np.take_along_axis(dense[a:b], order, axis=1)
-        indices = np.where(values > 0, order, -1).astype(np.int32)
-        with ZarrChunkWriter(tmp / f"chunk-{i:04d}.zarr", {"token_start": a, "topk": K, "n_features": N_FEATURES}) as w:
-            w.create("indices", indices.shape, "int32")[:] = indices
-            w.create("values", values.shape, "float32")[:] = values
+        rows, columns = np.nonzero(dense[a:b])  # row-major: each token's ids ascending
+        with CsrChunkWriter(tmp / f"chunk-{i:04d}.zarr", b - a, N_FEATURES, a, "float32") as w:
+            w.append(np.bincount(rows, minlength=b - a), columns, dense[a:b][rows, columns])
         chunks.append(tmp / f"chunk-{i:04d}.zarr")
     transpose_store(chunks, tmp / "by_feature.zarr", N_FEATURES)
     return dense, corpus, chunks, tmp / "by_feature.zarr"
@@ -220,7 +217,8 @@ def test_random_feature_shards_give_the_single_shard_tables(problem, tables, cut
                   lambda r: cosine_table(W_dec, r, 3),
                   lambda r: coactivation_table(chunks, r, N_FEATURES, n_active, 3)):
         sharded, single = pa.concat_tables([table(r) for r in ranges]).to_pydict(), table(whole).to_pydict()
-        # Matrix products may round differently for another block shape: scores agree to float
-        # rounding, everything else (which neighbours and tokens, their order) exactly.
-        assert sharded.pop("score") == pytest.approx(single.pop("score"), rel=1e-12, abs=1e-12)
+        # Matrix products may round differently for another block shape: scores agree to float32
+        # rounding (influences are float32), everything else (which neighbours and tokens, their
+        # order) exactly.
+        assert sharded.pop("score") == pytest.approx(single.pop("score"), rel=1e-6, abs=1e-6)
         assert sharded == single

@@ -11,12 +11,13 @@ from saeflow.errors import SaeflowError
 from saeflow.sae import CFG_FILE, WEIGHTS_FILE, BatchTopKSAE, batch_topk
 
 D_IN, D_SAE, K = 16, 48, 5
-CALLER_CFG = {"name": "default", "model": "/models/m", "layer": 3, "seed": 7, "hook_name": "hidden_states.3"}
+CALLER_CFG = {"name": "default", "model": "org/m", "hook": "layer-3", "hook_spec": "hidden_states.3", "seed": 7}
 
 
-def random_sae(seed=0, b_enc_shift=0.0):
+def random_sae(seed=0, b_enc_shift=0.0, encoding="threshold", threshold=0.0):
     """An SAE with non-trivial biases; a negative b_enc_shift leaves some tokens < k active."""
-    sae = BatchTopKSAE(D_IN, D_SAE, K, seed=seed)
+    sae = BatchTopKSAE(D_IN, D_SAE, K, seed=seed, encoding=encoding)
+    sae.threshold.fill_(threshold)
     gen = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():
         sae.W_enc.add_(0.3 * torch.randn(D_IN, D_SAE, generator=gen))
@@ -29,8 +30,12 @@ def weights(sae):
     return {name: p.detach().numpy().astype(np.float64) for name, p in sae.named_parameters()}
 
 
+def np_pre(w, x):
+    return (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
+
+
 def np_relu_pre(w, x):
-    return np.maximum((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"], 0)
+    return np.maximum(np_pre(w, x), 0)
 
 
 def np_per_token_topk(acts, k):
@@ -38,14 +43,6 @@ def np_per_token_topk(acts, k):
     top = np.argsort(-acts, axis=1, kind="stable")[:, :k]
     rows = np.arange(len(acts))[:, None]
     dense[rows, top] = acts[rows, top]
-    return dense
-
-
-def to_dense(values, indices, d_sae):
-    dense = np.zeros((len(values), d_sae))
-    for row, (vals, idx) in enumerate(zip(values, indices)):
-        for v, i in zip(vals, idx):
-            dense[row, i] += v
     return dense
 
 
@@ -70,40 +67,61 @@ def test_bad_d_sae_raises_naming_d_sae():
         BatchTopKSAE(D_IN, 0, 1)
 
 
-def test_per_token_encoding_matches_numpy_topk_with_padding():
-    sae = random_sae(b_enc_shift=-3.0)
+def test_topk_encoding_matches_numpy_per_token_topk():
+    sae = random_sae(b_enc_shift=-3.0, encoding="topk")
     x = np.random.default_rng(0).normal(size=(200, D_IN)).astype(np.float32)
-    values, indices = (t.detach().numpy() for t in sae.encode_per_token(torch.from_numpy(x)))
-    assert values.shape == indices.shape == (200, K)
+    feats = sae.encode(torch.from_numpy(x)).detach().numpy()
     expected = np_per_token_topk(np_relu_pre(weights(sae), x.astype(np.float64)), K)
-    np.testing.assert_allclose(to_dense(values, indices, D_SAE), expected, rtol=1e-5, atol=1e-5)
-    assert (values == 0).any() and (values > 0).any()  # the shift did leave some tokens < k active
-    assert ((indices >= 0) & (indices < D_SAE)).all()  # padding too: scatterable as is
-    assert all(len(set(row)) == K for row in indices)
-    assert ((values != 0).sum(axis=1) <= K).all()
-    assert (np.diff(values, axis=1) <= 0).all()  # strongest first
-    np.testing.assert_allclose(sae.encode_dense(torch.from_numpy(x)).detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-5)
+    counts = (feats > 0).sum(axis=1)
+    assert counts.max() == K and counts.min() < K  # the shift did leave some tokens < k active
+
+
+def test_threshold_encoding_matches_numpy_jumprelu():
+    theta = 2.5
+    sae = random_sae(threshold=theta)
+    x = np.random.default_rng(0).normal(size=(300, D_IN)).astype(np.float32)
+    feats = sae.encode(torch.from_numpy(x)).detach().numpy()
+    pre = np_pre(weights(sae), x.astype(np.float64))
+    expected = np.where(pre > theta, pre, 0)
+    np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-5)
+    counts = (expected > 0).sum(axis=1)
+    assert counts.min() < K < counts.max()  # a variable number of latents per token, not k each
+    recon = expected @ weights(sae)["W_dec"] + weights(sae)["b_dec"]
+    np.testing.assert_allclose(sae(torch.from_numpy(x)).detach().numpy(), recon, rtol=1e-4, atol=1e-4)
+
+
+def test_threshold_zero_is_relu():
+    sae = random_sae()
+    x = np.random.default_rng(5).normal(size=(20, D_IN)).astype(np.float32)
+    expected = np_relu_pre(weights(sae), x.astype(np.float64))
+    np.testing.assert_allclose(sae.encode(torch.from_numpy(x)).detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_encoding_is_refused():
+    with pytest.raises(SaeflowError, match="encoding"):
+        BatchTopKSAE(D_IN, D_SAE, K, encoding="per_token")
 
 
 def test_batch_topk_keeps_exactly_k_times_batch_largest():
     sae = random_sae()
     x = np.random.default_rng(1).normal(size=(64, D_IN)).astype(np.float32)
-    dense = sae.encode_batch_topk(torch.from_numpy(x)).detach().numpy()
-    assert np.count_nonzero(dense) == K * 64
     acts = np_relu_pre(weights(sae), x.astype(np.float64))
+    kept = batch_topk(torch.from_numpy(acts.astype(np.float32)), K).numpy()
+    assert len(kept) == K * 64 and (np.diff(kept) > 0).all()  # ascending flat indices, no repeats
     threshold = np.sort(acts, axis=None)[-K * 64]
-    np.testing.assert_allclose(dense, np.where(acts >= threshold, acts, 0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(kept, np.flatnonzero(acts >= threshold))
     # It really is a batch budget: some tokens get more than k latents.
-    assert (np.count_nonzero(dense, axis=1) > K).any()
+    assert (np.bincount(kept // D_SAE, minlength=64) > K).any()
 
 
 def test_batch_topk_is_exact_when_one_token_owns_more_than_its_candidates():
     acts = np.random.default_rng(3).uniform(0, 1, size=(64, D_SAE)).astype(np.float32)
     acts[0] *= 100  # token 0 dwarfs the rest: it owns more of the budget than its 4k candidates
-    dense = batch_topk(torch.from_numpy(acts), K).numpy()
+    kept = batch_topk(torch.from_numpy(acts), K).numpy()
     threshold = np.sort(acts, axis=None)[-K * 64]
-    np.testing.assert_array_equal(dense, np.where(acts >= threshold, acts, 0))
-    assert np.count_nonzero(dense) == K * 64 and np.count_nonzero(dense[0]) > 4 * K
+    np.testing.assert_array_equal(kept, np.flatnonzero(acts >= threshold))
+    assert (kept < D_SAE).sum() > 4 * K  # token 0 got more than its candidates
 
 
 def test_training_losses_match_numpy():
@@ -120,8 +138,15 @@ def test_training_losses_match_numpy():
     recon = feats @ w["W_dec"] + w["b_dec"]
     mse = ((recon - x64) ** 2).sum(axis=1).mean()
     aux_feats = np_per_token_topk(acts * dead, aux_k)
-    aux = ((aux_feats @ w["W_dec"] - (x64 - recon)) ** 2).sum(axis=1).mean()
+    residual = x64 - recon
+    # Normalised by the residual's variance (OpenAI's sparse_autoencoder, dictionary_learning).
+    aux = (((aux_feats @ w["W_dec"] - residual) ** 2).sum(axis=1).mean()
+           / ((residual - residual.mean(axis=0)) ** 2).sum(axis=1).mean())
     assert aux > 0
+    assert out.min_kept.item() == pytest.approx(feats[feats > 0].min(), rel=1e-5)  # θ's sample
+    np.testing.assert_allclose(out.recon_ND.detach().numpy(), recon, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(out.fired_F.numpy(), (feats > 0).any(axis=0))
+    assert out.l0.item() == pytest.approx((feats > 0).sum() / 32)
     np.testing.assert_allclose([out.mse.item(), out.aux_loss.item(), out.loss.item()],
                                [mse, aux, mse + 0.25 * aux], rtol=1e-5)
 
@@ -153,16 +178,23 @@ def test_remove_parallel_grad_then_normalize():
     np.testing.assert_allclose(sae.W_dec.detach().numpy(), w, atol=1e-6)  # direction unchanged
 
 
-def test_fold_input_scale_matches_scaled_encoding_divided_by_scale():
-    scale = 3.7
-    sae = random_sae(b_enc_shift=-0.5)
-    w = weights(sae)  # the unfolded SAE, trained on x * scale
+@pytest.mark.parametrize("encoding", ["threshold", "topk"])
+def test_fold_input_scale_matches_scaled_encoding_divided_by_scale(encoding):
+    scale, theta = 3.7, (0.6 if encoding == "threshold" else 0.0)
+    sae = random_sae(b_enc_shift=-0.5, encoding=encoding, threshold=theta)
+    w = weights(sae)  # the unfolded SAE, trained on x * scale, θ in scaled units
     x = np.random.default_rng(3).normal(size=(100, D_IN)).astype(np.float32) / scale
-    feats_expected = np_per_token_topk(np_relu_pre(w, x.astype(np.float64) * scale), K) / scale
+    pre_scaled = np_pre(w, x.astype(np.float64) * scale)
+    if encoding == "threshold":
+        feats_expected = np.where(pre_scaled > theta, pre_scaled, 0) / scale
+    else:
+        feats_expected = np_per_token_topk(np.maximum(pre_scaled, 0), K) / scale
     recon_expected = (feats_expected * scale @ w["W_dec"] + w["b_dec"]) / scale
 
     sae.fold_input_scale_(scale)
-    feats = sae.encode_dense(torch.from_numpy(x)).detach().numpy()
+    assert sae.threshold[0].item() == pytest.approx(theta / scale)
+    feats = sae.encode(torch.from_numpy(x)).detach().numpy()
+    assert (feats > 0).any()
     np.testing.assert_allclose(feats, feats_expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sae(torch.from_numpy(x)).detach().numpy(), recon_expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sae.W_dec.detach().numpy(), w["W_dec"])  # rows still unit norm
@@ -171,32 +203,32 @@ def test_fold_input_scale_matches_scaled_encoding_divided_by_scale():
 
 
 def test_save_load_round_trip(tmp_path):
-    sae = random_sae()
+    sae = random_sae(threshold=0.25)
     written = sae.save(tmp_path / "sae", CALLER_CFG)
     cfg = json.loads((tmp_path / "sae" / CFG_FILE).read_text())
     assert cfg == written
     assert {k: cfg[k] for k in CALLER_CFG} == CALLER_CFG
-    assert (cfg["d_in"], cfg["d_sae"], cfg["k"], cfg["architecture"]) == (D_IN, D_SAE, K, "batchtopk")
-    assert cfg["apply_b_dec_to_input"] is True and cfg["normalize_activations"] == "none"
-    assert cfg["dtype"] == "float32"
+    assert (cfg["d_in"], cfg["d_sae"], cfg["k"], cfg["architecture"]) == (D_IN, D_SAE, K, "jumprelu")
+    assert (cfg["trained_as"], cfg["encoding"]) == ("batchtopk", "threshold")
 
     # Readable without saeflow, with the contract's names, shapes and dtype.
     arrays = safetensors.numpy.load_file(tmp_path / "sae" / WEIGHTS_FILE)
     assert {name: (a.shape, a.dtype) for name, a in arrays.items()} == {
         "W_enc": ((D_IN, D_SAE), np.float32), "b_enc": ((D_SAE,), np.float32),
-        "W_dec": ((D_SAE, D_IN), np.float32), "b_dec": ((D_IN,), np.float32)}
+        "W_dec": ((D_SAE, D_IN), np.float32), "b_dec": ((D_IN,), np.float32), "threshold": ((D_SAE,), np.float32)}
     np.testing.assert_array_equal(arrays["W_enc"], sae.W_enc.detach().numpy())
+    np.testing.assert_array_equal(arrays["threshold"], np.full(D_SAE, 0.25, np.float32))
 
     loaded, loaded_cfg = BatchTopKSAE.load(tmp_path / "sae")
-    assert loaded_cfg == cfg and loaded.k == K
-    for (name, p), (_, q) in zip(sae.named_parameters(), loaded.named_parameters()):
+    assert loaded_cfg == cfg and loaded.k == K and loaded.encoding == "threshold"
+    for (name, p), (_, q) in zip(sae.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(p, q), name
     assert sorted(p.name for p in (tmp_path / "sae").iterdir()) == sorted([WEIGHTS_FILE, CFG_FILE])  # no temp files left
 
 
 def test_save_requires_caller_keys(tmp_path):
-    with pytest.raises(SaeflowError, match="hook_name"):
-        random_sae().save(tmp_path, {k: v for k, v in CALLER_CFG.items() if k != "hook_name"})
+    with pytest.raises(SaeflowError, match="hook_spec"):
+        random_sae().save(tmp_path, {k: v for k, v in CALLER_CFG.items() if k != "hook_spec"})
 
 
 def test_load_missing_file_and_shape_mismatch(tmp_path):

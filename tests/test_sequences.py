@@ -6,10 +6,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from saeflow.chunks import read_token_rows
 from saeflow.corpus import Document
 from saeflow.errors import SaeflowError
 from saeflow.model import load_tokenizer
-from saeflow.sequences import build_corpus
+from saeflow.sequences import tokenize_corpus
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. " * 7,
@@ -22,7 +23,7 @@ TEXTS = [
 def run(tmp_path, tokenizer, texts=TEXTS, context_len=16, **limits):
     docs = [Document(f"doc{i}", t) for i, t in enumerate(texts)]
     paths = [tmp_path / n for n in ("tokens.parquet", "documents.parquet", "idf.parquet")]
-    summary = build_corpus(docs, tokenizer, context_len, *paths, **limits)
+    summary = tokenize_corpus(docs, tokenizer, context_len, *paths, **limits)
     return summary, *(pq.read_table(p).to_pylist() for p in paths)
 
 
@@ -84,6 +85,31 @@ def test_sequences_stay_within_one_document_and_decode_back(tmp_path, tokenizer_
             assert "".join(decoded.split()) == "".join(normalised.split())
 
 
+def test_special_marks_exactly_the_tokens_the_tokenizer_added(tmp_path, tokenizer_and_wrap):
+    tokenizer, prefix, suffix = tokenizer_and_wrap
+    _, tokens, _, _ = run(tmp_path, tokenizer)
+    special_ids = set(tokenizer.all_special_ids)
+    assert [r["special"] for r in tokens] == [r["token_id"] in special_ids for r in tokens]
+    seq_length = defaultdict(int)
+    for r in tokens:
+        seq_length[r["seq"]] += 1
+    assert [r["special"] for r in tokens] == [
+        r["pos"] < len(prefix) or r["pos"] >= seq_length[r["seq"]] - len(suffix) for r in tokens]
+    assert sum(r["special"] for r in tokens) == len(seq_length) * (len(prefix) + len(suffix))
+    assert all(r["start"] == r["end"] == -1 for r in tokens if r["special"])
+    flags = read_token_rows(tmp_path / "tokens.parquet", 3, 20, ["special"])["special"]  # as a chunk reads them
+    assert flags.dtype == bool and flags.tolist() == [r["special"] for r in tokens[3:20]]
+
+
+def test_a_special_token_typed_in_the_text_is_content(tmp_path, minilm):
+    tokenizer = load_tokenizer(minilm)
+    _, tokens, _, _ = run(tmp_path, tokenizer, texts=["before [SEP] after"])
+    assert [(r["token_id"], r["special"]) for r in tokens] == [
+        (tokenizer.cls_token_id, True), (tokenizer.convert_tokens_to_ids("before"), False),
+        (tokenizer.sep_token_id, False), (tokenizer.convert_tokens_to_ids("after"), False),
+        (tokenizer.sep_token_id, True)]
+
+
 def test_idf_counts_documents_per_token(tmp_path, tokenizer_and_wrap):
     tokenizer, _, _ = tokenizer_and_wrap
     _, tokens, documents, idf = run(tmp_path, tokenizer)
@@ -111,7 +137,7 @@ def test_labels_column_only_when_the_corpus_has_labels(tmp_path, tiny_lm):
     tokenizer = load_tokenizer(tiny_lm)
     docs = [Document("a", "alpha beta", ["x", "y"]), Document("b", "gamma", None)]
     paths = [tmp_path / n for n in ("t.parquet", "d.parquet", "i.parquet")]
-    build_corpus(docs, tokenizer, 16, *paths)
+    tokenize_corpus(docs, tokenizer, 16, *paths)
     assert pq.read_table(paths[1]).column("labels").to_pylist() == [["x", "y"], []]
 
 

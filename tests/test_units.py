@@ -3,7 +3,7 @@ import pyarrow as pa
 import pytest
 import zarr
 
-from saeflow.storage import ZarrChunkWriter
+from saeflow.storage import CsrChunkWriter
 from saeflow.units import UnitCriteria, filter_chunk, kept_rows, select_units, thresholds_table
 
 STATS = {
@@ -28,20 +28,25 @@ def test_select_units(criteria, kept):
     assert select_units(STATS, criteria).tolist() == kept
 
 
-def test_filtered_chunk_drops_pruned_units_and_renumbers_kept(tmp_path):
-    indices = np.array([[-1, 1, 4], [0, 2, 5], [-1, -1, 3]], dtype=np.int32)
-    values = np.array([[0, 0.5, 2.0], [1.0, 1.5, 0.25], [0, 0, 3.0]], dtype=np.float32)
-    with ZarrChunkWriter(tmp_path / "c.zarr", {"token_start": 7, "topk": 3, "n_features": 6}) as store:
-        store.create("indices", indices.shape, "int32")[:] = indices
-        store.create("values", values.shape, "float32")[:] = values
-    filter_chunk(tmp_path / "c.zarr", np.array([2, 4, 5]), tmp_path / "f.zarr")
+@pytest.mark.parametrize("value_dtype", ["float32", "float16"])
+def test_filtered_chunk_drops_pruned_units_and_renumbers_kept(tmp_path, value_dtype):
+    dense = np.array([[0, 0.5, 0, 0, 2.0, 0], [1.0, 0, 1.5, 0, 0, 0.25], [0, 0, 0, 3.0, 0, 0],
+                      [0, 0, 0, 0, 0, 0], [0, 0.75, 0, 0, 0, 0.5]], dtype=np.float32)
+    with CsrChunkWriter(tmp_path / "c.zarr", 5, 6, 7, value_dtype) as store:
+        row, feature = np.nonzero(dense)
+        store.append(np.bincount(row, minlength=5), feature, dense[row, feature])
+    kept = np.array([2, 4, 5])
+    filter_chunk(tmp_path / "c.zarr", kept, tmp_path / "f.zarr")
     group = zarr.open_group(str(tmp_path / "f.zarr"), mode="r")
-    assert dict(group.attrs) == {"format": "sparse_filtered", "topk": 3, "n_features": 3, "token_start": 7}
-    dense = np.zeros((3, 3))
-    for row, (idx, val) in enumerate(zip(group["indices"][:], group["values"][:])):
-        assert ((idx == -1) == (val == 0)).all()
-        dense[row, idx[idx >= 0]] = val[idx >= 0]
-    assert dense.tolist() == [[0, 2.0, 0], [1.5, 0, 0.25], [0, 0, 0]]
+    assert dict(group.attrs) == {"format": "csr", "filtered": True, "n_features": 3, "n_tokens": 5, "token_start": 7}
+    indptr, indices, values = group["indptr"][:], group["indices"][:], group["values"][:]
+    assert (indptr.dtype, indices.dtype, values.dtype) == (np.int64, np.int32, np.dtype(value_dtype))
+    assert indptr.tolist() == [0, 1, 3, 3, 3, 4]  # tokens without a kept unit keep their (empty) row
+    assert indices.tolist() == [1, 0, 2, 2]  # new ids, ascending within each token
+    filtered = np.zeros((5, 3))
+    for t in range(5):
+        filtered[t, indices[indptr[t] : indptr[t + 1]]] = values[indptr[t] : indptr[t + 1]]
+    assert filtered.tolist() == dense[:, kept].tolist()
 
 
 def test_thresholds_and_detection_keep_only_kept_units():

@@ -1,13 +1,11 @@
 """How well each unit's per-document max detects each document label.
 
-Documents may span chunks, so per-chunk (unit, doc) maxima are partials merged by max. The
-scores stay sparse: a document where the unit never fires has max 0, which ties with every
+The scores stay sparse: a document where the unit never fires has max 0, which ties with every
 other such document, so only documents where it fires need individual ranks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,17 +36,10 @@ class Detection:
     auroc: np.ndarray  # float64, null where the label is on all or no documents
 
 
-def doc_maxima(entries: Entries, token_doc: np.ndarray, token_offset: int = 0) -> DocMax:
-    """Per-(unit, doc) max of the entries; token_doc[t - token_offset] is the doc of token t."""
-    doc = np.asarray(token_doc)[entries.token - token_offset].astype(np.int64)
+def doc_maxima(entries: Entries, token_doc: np.ndarray) -> DocMax:
+    """Per-(unit, doc) max of the entries; token_doc[t] is the doc of token t."""
+    doc = np.asarray(token_doc)[entries.token].astype(np.int64)
     return _reduce(entries.feature, doc, entries.value)
-
-
-def merge_doc_maxima(parts: Sequence[DocMax]) -> DocMax:
-    """Per-(unit, doc) max over all parts."""
-    if not parts:
-        raise SaeflowError("merge_doc_maxima needs at least one part")
-    return _reduce(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("unit", "doc", "value")))
 
 
 def detection_scores(
@@ -61,7 +52,7 @@ def detection_scores(
 ) -> Detection:
     """Scores of every (unit, label), where document member_doc[i] carries label member_label[i].
 
-    maxima: merged over all chunks. A document is detected where the unit's max reaches its
+    maxima: over all tokens. A document is detected where the unit's max reaches its
     threshold; thresholds (one per unit) are percentiles of nonzero activations, so positive,
     or NaN for a unit that never fires. Repeated (doc, label) pairs count once.
     """

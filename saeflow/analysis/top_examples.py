@@ -1,22 +1,17 @@
-"""Each feature's strongest sequences: per-sequence maxima, per-chunk candidates, exact merge.
+"""Each feature's strongest sequences, from per-(feature, sequence) maxima.
 
 A sequence's activation is the feature's max over it, at the first token reaching it. Sequences
-rank by (activation desc, seq asc). A chunk keeps only its top_k per feature: a sequence in the
-global top_k is beaten by fewer than top_k others anywhere, so also within its chunk, hence the
-union of chunk candidates always contains the global answer. The merge also reduces a sequence
-that appears in several parts to its max, so it stays exact even for chunks that split one.
+rank by (activation desc, seq asc).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from saeflow.analysis.entries import Entries
 from saeflow.analysis.groups import is_sorted, packed_key, rank_in_runs, run_maxima, run_starts
-from saeflow.errors import SaeflowError
 
 
 @dataclass(frozen=True)
@@ -40,9 +35,9 @@ class TopExamples:
     token: np.ndarray
 
 
-def sequence_maxima(entries: Entries, token_seq: np.ndarray, token_offset: int = 0) -> SeqMax:
-    """Per-(feature, seq) maxima; token_seq[t - token_offset] is the seq of token t."""
-    seq = np.asarray(token_seq)[entries.token - token_offset].astype(np.int64)
+def sequence_maxima(entries: Entries, token_seq: np.ndarray) -> SeqMax:
+    """Per-(feature, seq) maxima; token_seq[t] is the seq of token t."""
+    seq = np.asarray(token_seq)[entries.token].astype(np.int64)
     return _reduce(entries.feature, seq, entries.value, entries.token)
 
 
@@ -62,18 +57,6 @@ def _by_feature_then_activation(maxima: SeqMax) -> np.ndarray:
         return np.lexsort((maxima.seq, -maxima.activation, maxima.feature))
     # Input in (feature, seq) order: a stable sort keeps seq ascending among ties.
     return np.argsort(key, kind="stable")
-
-
-def merge_top(parts: Sequence[TopExamples], top_k: int) -> TopExamples:
-    """The top_k over the union of the parts' tokens, given each part's top_k (or more)."""
-    if not parts:
-        raise SaeflowError("merge_top needs at least one part")
-
-    def joined(name: str) -> np.ndarray:
-        return np.concatenate([getattr(part, name) for part in parts])
-
-    maxima = _reduce(joined("feature"), joined("seq"), joined("activation"), joined("token"))
-    return top_sequences(maxima, top_k)
 
 
 def _reduce(feature: np.ndarray, seq: np.ndarray, activation: np.ndarray, token: np.ndarray) -> SeqMax:

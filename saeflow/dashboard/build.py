@@ -23,10 +23,10 @@ import numpy as np
 import pyarrow as pa
 from markupsafe import Markup
 
-from saeflow.dashboard import blob, features
+from saeflow.dashboard import blob, feature_columns
 from saeflow.dashboard.artifacts import SaeArtifacts, has_column, parquet_rows
-from saeflow.dashboard.examples import (Corpus, Placement, Windows, build_corpus, example_tables, peak_tokens,
-                                        read_windows)
+from saeflow.dashboard.examples import (ExampleCorpus, Placement, Windows, example_tables, pack_example_corpus,
+                                        peak_tokens, read_windows)
 from saeflow.dashboard.overview import density_histogram, eval_metrics, training_curves
 from saeflow.dashboard.tables import ByFeature, Strings
 from saeflow.errors import SaeflowError
@@ -67,7 +67,7 @@ def build_dashboard(out_path, run: dict, saes: list[dict], chunk_features: int =
 
     log.info("placing the example windows of %d SAEs in the corpus", len(arts))
     present = [w for examples in windows for w in examples.values()]
-    corpus, placed = build_corpus(present) if present else (None, [])
+    corpus, placed = pack_example_corpus(present) if present else (None, [])
     placements = iter(placed)
     strings = Strings(corpus.strings if corpus else pa.array([], pa.string()))
     blobs = _Blobs()
@@ -123,7 +123,7 @@ def _run_summary(run: dict, cfgs: list[dict]) -> dict:
     }
 
 
-def _corpus_arrays(corpus: Corpus | None) -> dict[str, np.ndarray]:
+def _corpus_arrays(corpus: ExampleCorpus | None) -> dict[str, np.ndarray]:
     if corpus is None:
         return {}
     return {"seg.seq": blob.smallest_uint(corpus.seq), "seg.start": blob.smallest_uint(corpus.start),
@@ -150,25 +150,25 @@ def _bands(art: SaeArtifacts, quantile: Windows | None) -> int:
 def _features(art: SaeArtifacts, n: int, strings: Strings) -> tuple[dict, dict, list[ByFeature]]:
     """The index blob's payload and arrays, and the tables that go into the chunks."""
     stats = art.table("feature_stats", required=True)
-    index = features.stats_arrays(stats, n, str(art.path("feature_stats")))
+    index = feature_columns.stats_arrays(stats, n, str(art.path("feature_stats")))
     payload: dict = {"thresholds": [], "labels": None, "detection_labels": None}
     chunked: list[ByFeature] = []
     if (unit_map := art.json("unit_map")) is not None:
-        units, payload["thresholds"] = features.unit_arrays(
+        units, payload["thresholds"] = feature_columns.unit_arrays(
             unit_map, art.table("thresholds"), n, str(art.path("thresholds")))
         index.update(units)
     if (table := art.table("labels")) is not None:
-        payload["labels"] = features.label_list(table, n, str(art.path("labels")))
-        if (scored := features.label_tokens(table, n, str(art.path("labels")), strings)) is not None:
+        payload["labels"] = feature_columns.label_list(table, n, str(art.path("labels")))
+        if (scored := feature_columns.label_token_columns(table, n, str(art.path("labels")), strings)) is not None:
             index.update(scored.arrays())
     if (table := art.table("histograms")) is not None:
-        chunked += features.histograms(table, n, str(art.path("histograms")))
+        chunked += feature_columns.histogram_columns(table, n, str(art.path("histograms")))
     if (table := art.table("influences")) is not None:
-        chunked.append(features.influences(table, n, str(art.path("influences")), strings))
+        chunked.append(feature_columns.influence_columns(table, n, str(art.path("influences")), strings))
     if (table := art.table("neighbours")) is not None:
-        chunked.append(features.neighbours(table, n, str(art.path("neighbours"))))
+        chunked.append(feature_columns.neighbour_columns(table, n, str(art.path("neighbours"))))
     if (table := art.table("detection")) is not None:
-        det, payload["detection_labels"] = features.detection(table, n, str(art.path("detection")))
+        det, payload["detection_labels"] = feature_columns.detection_columns(table, n, str(art.path("detection")))
         chunked.append(det)
     return payload, index, chunked
 

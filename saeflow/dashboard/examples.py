@@ -57,7 +57,7 @@ class Windows:
 
 
 @dataclass
-class Corpus:
+class ExampleCorpus:
     """Every token any window shows, once: segment s is tokens[ptr[s]:ptr[s+1]] of sequence seq[s]."""
 
     strings: pa.Array  # the string table, most frequent first
@@ -69,7 +69,7 @@ class Corpus:
 
 @dataclass
 class Placement:
-    """Where each window of one Windows lies in the Corpus."""
+    """Where each window of one Windows lies in the ExampleCorpus."""
 
     segment: np.ndarray
     offset: np.ndarray
@@ -113,7 +113,7 @@ def _first_argmax(values: np.ndarray, length: np.ndarray) -> np.ndarray:
     return np.minimum.reduceat(np.where(values == peak, local, values.size), offsets)
 
 
-def build_corpus(all_windows: list[Windows]) -> tuple[Corpus, list[Placement]]:
+def pack_example_corpus(all_windows: list[Windows]) -> tuple[ExampleCorpus, list[Placement]]:
     """Merge the windows of every SAE and kind into segments; place each window in them."""
     seq = np.concatenate([w.seq for w in all_windows])
     start = np.concatenate([w.start for w in all_windows])
@@ -136,7 +136,7 @@ def build_corpus(all_windows: list[Windows]) -> tuple[Corpus, list[Placement]]:
     order = np.argsort(-np.bincount(stored, minlength=len(encoded.dictionary)), kind="stable")
     new_id = np.empty_like(order)
     new_id[order] = np.arange(order.size)
-    corpus = Corpus(encoded.dictionary.take(pa.array(order)), seg_seq, seg_start, seg_ptr, new_id[stored])
+    corpus = ExampleCorpus(encoded.dictionary.take(pa.array(order)), seg_seq, seg_start, seg_ptr, new_id[stored])
 
     placements, at, tok_at = [], 0, 0
     for w in all_windows:

@@ -1,10 +1,18 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
-from saeflow.analysis.detection import detection_scores, doc_maxima, merge_doc_maxima
+from saeflow.analysis.detection import detection_scores, doc_maxima
 from saeflow.errors import SaeflowError
 
 from .problems import make_problem
+
+
+def dense_doc_maxima(problem):
+    doc_max = np.zeros((problem.doc.max() + 1, problem.n_features), dtype=np.float32)
+    np.maximum.at(doc_max, problem.doc, problem.dense)
+    return doc_max
 
 
 def oracle(doc_max, thresholds, member):
@@ -37,26 +45,35 @@ def test_scores_match_the_oracle(tied):
     doc, label = np.nonzero(member)
     doc, label = np.append(doc, doc[0]), np.append(label, label[0])  # a repeated pair counts once
 
-    doc_max = np.zeros((n_docs, problem.n_features), dtype=np.float32)
-    np.maximum.at(doc_max, problem.doc, problem.dense)
+    doc_max = dense_doc_maxima(problem)
     thresholds = np.array([np.percentile(c[c > 0], 60) if (c > 0).any() else np.nan for c in problem.dense.T])
     thresholds[5] = 1e9  # detects nothing: precision undefined
 
-    parts = [doc_maxima(problem.entries(a, b), problem.doc[a:b], token_offset=a) for a, b in problem.chunk_bounds()]
-    got = detection_scores(merge_doc_maxima(parts), thresholds, doc, label, n_docs, 4)
+    got = detection_scores(doc_maxima(problem.entries(), problem.doc), thresholds, doc, label, n_docs, 4)
+    # As a shard job scores its features: local unit ids from 0, shifted back afterwards.
+    shards = []
+    for a, b in ((0, 4), (4, 10)):
+        shard = problem.shard(a, b)
+        maxima = doc_maxima(dataclasses.replace(shard, feature=shard.local, first_feature=0), problem.doc)
+        part = detection_scores(maxima, thresholds[a:b], doc, label, n_docs, 4)
+        shards.append(dataclasses.replace(part, unit=part.unit + a))
     expected = oracle(doc_max, thresholds, member)
     for name, column in zip(("unit", "label", "precision", "recall", "f1", "auroc"), expected):
         np.testing.assert_allclose(getattr(got, name), column, rtol=1e-12, atol=1e-15, err_msg=name)
+        sharded = np.concatenate([getattr(part, name) for part in shards])
+        np.testing.assert_allclose(sharded, column, rtol=1e-12, atol=1e-15, err_msg=name)
     assert np.isnan(got.auroc[got.label >= 2]).all()
 
 
-def test_doc_maxima_merge_over_chunks_that_split_documents():
+def test_doc_maxima_match_the_oracle():
     problem = make_problem(21, n_seqs=20)
-    whole = doc_maxima(problem.entries(), problem.doc)
-    parts = [doc_maxima(problem.entries(a, a + 3), problem.doc[a : a + 3], a) for a in range(0, problem.n_tokens, 3)]
-    merged = merge_doc_maxima(parts)
-    for name in ("unit", "doc", "value"):
-        np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name))
+    doc_max = dense_doc_maxima(problem)
+    doc, unit = np.nonzero(doc_max)
+    order = np.lexsort((doc, unit))
+    got = doc_maxima(problem.entries(), problem.doc)
+    np.testing.assert_array_equal(got.unit, unit[order])
+    np.testing.assert_array_equal(got.doc, doc[order])
+    np.testing.assert_array_equal(got.value, doc_max[doc, unit][order])
 
 
 def test_bad_input_is_an_error():
@@ -71,5 +88,3 @@ def test_bad_input_is_an_error():
         detection_scores(maxima, np.ones(problem.n_features), [0, 1], [0], n_docs, 1)
     with pytest.raises(SaeflowError):
         detection_scores(maxima, np.ones(2), [], [], n_docs, 1)
-    with pytest.raises(SaeflowError):
-        merge_doc_maxima([])

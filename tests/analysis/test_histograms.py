@@ -4,14 +4,14 @@ import pytest
 from saeflow.analysis import binning
 from saeflow.analysis.binning import bin_index
 from saeflow.analysis.histograms import histogram_counts, histogram_edges
-from saeflow.analysis.stats import finalize_stats, partial_stats
+from saeflow.analysis.stats import feature_stats
 from saeflow.errors import SaeflowError
 
 from .problems import make_problem
 
 
 def edges_for(problem, bins, scale):
-    stats = finalize_stats(partial_stats(problem.entries(), problem.n_tokens))
+    stats = feature_stats(problem.entries(), problem.n_tokens)
     return stats, histogram_edges(stats.min, stats.max, bins, scale)
 
 

@@ -1,16 +1,17 @@
-"""Property: chunk partials merged in any grouping equal one pass over all tokens."""
+"""Property: the tables of any cut into feature shards (as the analysis jobs are cut), and the
+co-occurrence counts of any cut into token chunks (as decoder_tables sums them), equal one pass."""
 
-from functools import reduce
+import dataclasses
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from saeflow.analysis.detection import doc_maxima, merge_doc_maxima
+from saeflow.analysis.detection import doc_maxima
 from saeflow.analysis.histograms import histogram_counts, histogram_edges
 from saeflow.analysis.neighbours import cooccurrence_counts
-from saeflow.analysis.stats import finalize_stats, merge_stats, partial_stats
-from saeflow.analysis.top_examples import merge_top, sequence_maxima, top_sequences
+from saeflow.analysis.stats import feature_stats
+from saeflow.analysis.top_examples import sequence_maxima, top_sequences
 
 from .problems import make_problem
 
@@ -20,46 +21,45 @@ def split_problems(draw):
     problem = make_problem(draw(st.integers(0, 10_000)), tied=draw(st.booleans()))
     # Arbitrary cut points, even inside a sequence or a document.
     cuts = draw(st.lists(st.integers(1, problem.n_tokens - 1), max_size=8))
-    return problem, problem.chunk_bounds(cuts)
+    feature_cuts = sorted(set(draw(st.lists(st.integers(1, problem.n_features - 1), max_size=4))))
+    shard_bounds = list(zip([0, *feature_cuts], [*feature_cuts, problem.n_features]))
+    return problem, problem.chunk_bounds(cuts), shard_bounds
 
 
-def merge_tree(merge, parts):
-    """Merge neighbours pairwise, to exercise associativity rather than one left fold."""
-    while len(parts) > 1:
-        parts = [merge(parts[i : i + 2]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
-    return parts[0]
+def assert_same_rows(parts, whole):
+    """The parts' rows, concatenated in order, equal the whole's."""
+    for field in dataclasses.fields(whole):
+        joined = np.concatenate([getattr(part, field.name) for part in parts])
+        np.testing.assert_array_equal(joined, getattr(whole, field.name), err_msg=field.name)
 
 
 @settings(max_examples=60, deadline=None)
 @given(split_problems(), st.integers(1, 4))
-def test_chunked_results_equal_one_pass(split, top_k):
-    problem, bounds = split
+def test_split_results_equal_one_pass(split, top_k):
+    problem, bounds, shard_bounds = split
     whole = problem.entries()
-    chunks = [problem.entries(a, b) for a, b in bounds]
+    shards = [problem.shard(a, b) for a, b in shard_bounds]
 
-    one = finalize_stats(partial_stats(whole, problem.n_tokens))
-    partials = [partial_stats(c, b - a) for c, (a, b) in zip(chunks, bounds)]
-    merged = finalize_stats(merge_tree(lambda p: reduce(merge_stats, p), partials))
+    one = feature_stats(whole, problem.n_tokens)
+    parts = [feature_stats(shard, problem.n_tokens) for shard in shards]
     for name in ("n_active", "density", "min", "max"):
-        np.testing.assert_array_equal(getattr(merged, name), getattr(one, name))
+        np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in parts]), getattr(one, name))
     for name in ("mean", "std", "sum"):
-        np.testing.assert_allclose(getattr(merged, name), getattr(one, name), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.concatenate([getattr(p, name) for p in parts]), getattr(one, name),
+                                   rtol=1e-12, atol=1e-12)
 
     edges = histogram_edges(one.min, one.max, 5, "linear")
-    np.testing.assert_array_equal(sum(histogram_counts(c, edges) for c in chunks), histogram_counts(whole, edges))
+    counts = histogram_counts(whole, edges)
+    chunks = [problem.entries(a, b) for a, b in bounds]
+    np.testing.assert_array_equal(sum(histogram_counts(c, edges) for c in chunks), counts)
+    shard_counts = [histogram_counts(shard, edges[a:b]) for shard, (a, b) in zip(shards, shard_bounds)]
+    np.testing.assert_array_equal(np.concatenate(shard_counts), counts)
 
     top = top_sequences(sequence_maxima(whole, problem.seq), top_k)
-    parts = [top_sequences(sequence_maxima(c, problem.seq), top_k) for c in chunks]
-    got = merge_tree(lambda p: merge_top(p, top_k), parts)
-    for name in ("feature", "rank", "activation", "seq", "token"):
-        np.testing.assert_array_equal(getattr(got, name), getattr(top, name))
+    assert_same_rows([top_sequences(sequence_maxima(shard, problem.seq), top_k) for shard in shards], top)
+    assert_same_rows([doc_maxima(shard, problem.doc) for shard in shards], doc_maxima(whole, problem.doc))
 
-    docs = merge_tree(merge_doc_maxima, [doc_maxima(c, problem.doc) for c in chunks])
-    one_docs = doc_maxima(whole, problem.doc)
-    for name in ("unit", "doc", "value"):
-        np.testing.assert_array_equal(getattr(docs, name), getattr(one_docs, name))
-
-    def counts(a, b):
+    def cooccurrences(a, b):
         return cooccurrence_counts(problem.indices[a:b], problem.values[a:b], 0, 4, problem.n_features)
 
-    np.testing.assert_array_equal(sum(counts(a, b) for a, b in bounds), counts(0, problem.n_tokens))
+    np.testing.assert_array_equal(sum(cooccurrences(a, b) for a, b in bounds), cooccurrences(0, problem.n_tokens))

@@ -13,6 +13,7 @@ from saeflow.analysis.groups import is_sorted
 from saeflow.analysis.neighbours import coactivation_neighbours, cooccurrence_counts
 from saeflow.analysis.quantile_examples import sample_bands
 from saeflow.analysis.top_examples import SeqMax, sequence_maxima, top_sequences
+from saeflow.storage import SparseChunk
 
 from .problems import make_problem
 from .test_neighbours import oracle_jaccard
@@ -88,11 +89,19 @@ def test_coactivation_rows_never_list_unshared_features_or_themselves():
     assert np.array_equal(np.bincount(found.feature, minlength=12), (counts > 0).sum(1) - (np.diagonal(counts) > 0))
 
 
+def csr_chunk(dense, token_start):
+    """The CSR chunk of a dense [tokens, features] block, as read_sparse_chunk returns it."""
+    row, feature = np.nonzero(dense)  # row-major: ids ascend within each token
+    indptr = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=len(dense)))))
+    return SparseChunk(indptr, feature.astype(np.int32), dense[row, feature], token_start, dense.shape[1],
+                       np.dtype(np.float32))
+
+
 @pytest.mark.parametrize("block_features", [1, 3, 100])
 def test_coactivation_table_streamed_over_chunks_matches_the_oracle(monkeypatch, block_features):
     problem = make_problem(8, n_features=12, n_seqs=30)
-    chunks = {f"c{i}": (problem.indices[a:b], problem.values[a:b], a) for i, (a, b) in enumerate(problem.chunk_bounds())}
-    monkeypatch.setattr(decoder_tables, "read_sparse_chunk", chunks.__getitem__)
+    chunks = {f"c{i}": csr_chunk(problem.dense[a:b], a) for i, (a, b) in enumerate(problem.chunk_bounds())}
+    monkeypatch.setattr(decoder_tables, "read_sparse_chunk", lambda path, n_features: chunks[path])
     monkeypatch.setattr(decoder_tables, "_COACTIVATION_BLOCK_BYTES", 8 * 12 * block_features)
     n_active = np.count_nonzero(problem.dense, axis=0)
     table = decoder_tables.coactivation_table(list(chunks), range(2, 11), 12, n_active, 4)

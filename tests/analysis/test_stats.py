@@ -1,9 +1,9 @@
-from functools import reduce
+import dataclasses
 
 import numpy as np
 import pytest
 
-from saeflow.analysis.stats import finalize_stats, merge_stats, partial_stats
+from saeflow.analysis.stats import FeatureStats, feature_stats
 from saeflow.errors import SaeflowError
 
 from .problems import make_problem
@@ -34,11 +34,12 @@ def assert_matches(stats, dense):
 
 
 @pytest.mark.parametrize("tied", [True, False])
-def test_single_pass_and_chunk_merge_match_the_oracle(tied):
+def test_all_tokens_and_feature_shards_match_the_oracle(tied):
     problem = make_problem(2, tied=tied)
-    assert_matches(finalize_stats(partial_stats(problem.entries(), problem.n_tokens)), problem.dense)
-    parts = [partial_stats(problem.entries(a, b), b - a) for a, b in problem.chunk_bounds()]
-    stats = finalize_stats(reduce(merge_stats, parts))
+    assert_matches(feature_stats(problem.entries(), problem.n_tokens), problem.dense)
+    shards = [feature_stats(problem.shard(a, b), problem.n_tokens) for a, b in ((0, 3), (3, 4), (4, 10))]
+    stats = FeatureStats(*(np.concatenate([getattr(shard, field.name) for shard in shards])
+                           for field in dataclasses.fields(FeatureStats)))
     assert_matches(stats, problem.dense)
     assert stats.n_active[0] == 0 and stats.sum[0] == 0 and np.isnan(stats.std[0])  # dead feature
     assert stats.density[1] == 1.0  # fires on every token
@@ -47,7 +48,7 @@ def test_single_pass_and_chunk_merge_match_the_oracle(tied):
 
 def test_a_shard_gives_its_features_rows():
     problem = make_problem(3)
-    stats = finalize_stats(partial_stats(problem.shard(4, 9), problem.n_tokens))
+    stats = feature_stats(problem.shard(4, 9), problem.n_tokens)
     np.testing.assert_array_equal(stats.feature, np.arange(4, 9))
     np.testing.assert_array_equal(stats.n_active, np.count_nonzero(problem.dense[:, 4:9], axis=0))
 
@@ -55,14 +56,12 @@ def test_a_shard_gives_its_features_rows():
 def test_constant_values_have_zero_std():
     problem = make_problem(4)
     problem.values[problem.values != 0] = 1.5
-    stats = finalize_stats(partial_stats(problem.entries(), problem.n_tokens))
+    stats = feature_stats(problem.entries(), problem.n_tokens)
     fired = stats.n_active > 0
     assert (stats.std[fired] == 0).all() and np.isnan(stats.std[~fired]).all()
 
 
-def test_merging_different_features_or_no_tokens_is_an_error():
+def test_no_tokens_is_an_error():
     problem = make_problem(5)
     with pytest.raises(SaeflowError):
-        merge_stats(partial_stats(problem.shard(0, 3), 1), partial_stats(problem.shard(3, 6), 1))
-    with pytest.raises(SaeflowError):
-        finalize_stats(partial_stats(problem.entries(0, 0), 0))
+        feature_stats(problem.entries(0, 0), 0)

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from saeflow.analysis.top_examples import merge_top, sequence_maxima, top_sequences
-from saeflow.errors import SaeflowError
+from saeflow.analysis.top_examples import sequence_maxima, top_sequences
 
 from .problems import make_problem
 
@@ -42,17 +41,15 @@ def test_sequence_maxima_match_the_oracle():
 
 
 @pytest.mark.parametrize("top_k", [1, 3, 50])
-def test_chunk_candidates_merge_to_the_global_top(top_k):
+def test_top_sequences_of_all_tokens_and_of_feature_shards_match_the_oracle(top_k):
     problem = make_problem(9)
     expected = [(f, r, float(a), int(s), int(t)) for f, r, a, s, t in oracle_top(problem, top_k)]
-    assert as_rows(top_sequences(sequence_maxima(problem.entries(), problem.seq), top_k)) == expected
-    parts = [
-        top_sequences(sequence_maxima(problem.entries(a, b), problem.seq[a:b], token_offset=a), top_k)
-        for a, b in problem.chunk_bounds()
-    ]
-    assert as_rows(merge_top(parts, top_k)) == expected
-    assert as_rows(merge_top([merge_top(parts[:2], top_k), merge_top(parts[2:], top_k)], top_k)) == expected
-    assert 0 not in merge_top(parts, top_k).feature  # the dead feature has no examples
+    whole = top_sequences(sequence_maxima(problem.entries(), problem.seq), top_k)
+    assert as_rows(whole) == expected
+    shards = [problem.shard(a, b) for a, b in ((0, 2), (2, 7), (7, 10))]
+    rows = [row for shard in shards for row in as_rows(top_sequences(sequence_maxima(shard, problem.seq), top_k))]
+    assert rows == expected
+    assert 0 not in whole.feature  # the dead feature has no examples
 
 
 def test_a_csc_shard_gives_the_same_examples():
@@ -62,7 +59,3 @@ def test_a_csc_shard_gives_the_same_examples():
     in_shard = (whole.feature >= 2) & (whole.feature < 6)
     assert as_rows(shard) == [row for row, keep in zip(as_rows(whole), in_shard) if keep]
 
-
-def test_merge_needs_parts():
-    with pytest.raises(SaeflowError):
-        merge_top([], 3)

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from saeflow.dashboard import blob, build_dashboard
-from saeflow.dashboard.examples import Windows, build_corpus
+from saeflow.dashboard.examples import Windows, pack_example_corpus
 from saeflow.errors import SaeflowError
 
 from .conftest import DEAD, NEEDLE, NEEDLE_LABEL, XSS_IMG
@@ -205,7 +205,7 @@ def windows(seq, start, length, tokens, acts=None) -> Windows:
 
 def test_overlapping_windows_merge_and_disjoint_ones_do_not():
     w = windows([0, 0, 0, 1], [0, 2, 9, 0], [3, 3, 1, 2], [*"abccde", "x", "p", "q"])
-    corpus, (placed,) = build_corpus([w])
+    corpus, (placed,) = pack_example_corpus([w])
     strings = corpus.strings.to_pylist()
     segments = [(int(s), int(st), "".join(strings[t] for t in corpus.tokens[corpus.ptr[i] : corpus.ptr[i + 1]]))
                 for i, (s, st) in enumerate(zip(corpus.seq, corpus.start))]
@@ -216,7 +216,7 @@ def test_overlapping_windows_merge_and_disjoint_ones_do_not():
 def test_windows_that_disagree_on_a_token_are_an_error():
     w = windows([4, 4], [0, 1], [2, 2], list("abXc"))
     with pytest.raises(SaeflowError, match="sequence 4"):
-        build_corpus([w])
+        pack_example_corpus([w])
 
 
 def test_missing_feature_stats_fails_clearly_and_writes_nothing(built, tmp_path):

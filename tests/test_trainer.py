@@ -10,7 +10,7 @@ import torch
 
 from saeflow.errors import SaeflowError
 from saeflow.sae import BatchTopKSAE
-from saeflow.train import (
+from saeflow.trainer import (
     CHECKPOINT_JSON,
     TrainConfig,
     geometric_median,
@@ -65,29 +65,51 @@ def test_recovers_planted_dictionary():
     sample = next(source(10**6))
     sae, rows = train_sae(source, D_IN, cfg, init_sample=sample,
                           input_scale=unit_mean_squared_norm_scale(sample))
-    assert recovered_fraction(sae, dictionary) >= 0.9, rows[-1]
+    assert recovered_fraction(sae, dictionary) >= 0.95, rows[-1]
     # 64 directions in 32 dimensions interfere, so a linear encoder leaves fvu near 0.08.
     assert rows[-1]["fvu"] < 0.15 and rows[-1]["fvu"] < rows[0]["fvu"] / 2
-    # The returned SAE works on raw activations: reconstructs them with the per-token encoding.
+    # The returned SAE works on raw activations: reconstructs them with its learned threshold,
+    # about k latents per token on average, though not exactly k each.
     x = torch.from_numpy(next(source(2 * 10**6)))
     fvu = ((sae(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
     assert fvu < 0.15
+    l0 = (sae.encode(x) > 0).sum(dim=1).float()
+    assert 0.7 * ACTIVE < l0.mean() < 1.3 * ACTIVE and l0.std() > 0
     np.testing.assert_allclose(sae.W_dec.norm(dim=1).detach().numpy(), 1, atol=1e-5)
 
 
-def test_log_rows():
+def test_log_rows_and_threshold_average(monkeypatch):
     dictionary = planted_dictionary()
-    cfg = TrainConfig(k=ACTIVE, d_sae=64, total_tokens=23 * 100, batch_size=100, lr=1e-3,
-                      dead_tokens=300, log_every=5, checkpoint_every=10**9)
+    cfg = TrainConfig(k=ACTIVE, d_sae=64, total_tokens=23 * 100, batch_size=100, lr=1e-3, warmup_fraction=0.2,
+                      dead_tokens=300, log_every=5, checkpoint_every=10**9, threshold_window=10 / 23)
     source = planted_source(dictionary, cfg.batch_size)
-    seen = []
-    sae, rows = train_sae(source, D_IN, cfg, init_sample=next(source(0)), input_scale=0.1,
+    seen, min_kept = [], []
+    losses = BatchTopKSAE.training_losses
+
+    def recording(self, *args):
+        out = losses(self, *args)
+        min_kept.append(out.min_kept.item())
+        return out
+
+    monkeypatch.setattr(BatchTopKSAE, "training_losses", recording)
+    scale = 0.1
+    sae, rows = train_sae(source, D_IN, cfg, init_sample=next(source(0)), input_scale=scale,
                           progress=lambda step, total, row: seen.append((step, total, row)))
     assert [r["step"] for r in rows] == [5, 10, 15, 20, 23]  # and the last step
     assert [r["tokens_seen"] for r in rows] == [500, 1000, 1500, 2000, 2300]
-    assert set(rows[0]) == {"step", "tokens_seen", "loss", "mse", "aux_loss", "fvu", "l0", "dead_fraction"}
-    assert all(r["l0"] == ACTIVE for r in rows)  # batch top-k: exactly k per token on average
+    assert set(rows[0]) == {"step", "tokens_seen", "loss", "mse", "aux_loss", "fvu", "l0", "dead_fraction",
+                            "threshold"}
     assert all(0 <= r["dead_fraction"] <= 1 and r["fvu"] > 0 for r in rows)
+
+    # θ: the plain mean of the batches' smallest kept activation from the end of warm-up (step 5)
+    # until `threshold_window` batches, then an exponential average with weight 1/window.
+    theta, expected = 0.0, {}
+    for n, value in enumerate(min_kept[5:], start=1):
+        theta += (value - theta) / min(n, 10)
+        expected[5 + n] = theta / scale  # logged in raw units
+    assert rows[0]["threshold"] == 0.0  # step 5: warm-up just ended, nothing averaged yet
+    assert [r["threshold"] for r in rows[1:]] == pytest.approx([expected[r["step"]] for r in rows[1:]], rel=1e-12)
+    np.testing.assert_allclose(sae.threshold.numpy(), expected[23], rtol=1e-6)
     assert all(r["loss"] == pytest.approx(r["mse"] + cfg.aux_coeff * r["aux_loss"], rel=1e-5) for r in rows)
     assert [s for s, _, _ in seen] == list(range(1, 24)) and {t for _, t, _ in seen} == {23}
     assert [row for _, _, row in seen if row is not None] == rows
@@ -100,8 +122,24 @@ def test_decoder_rows_unit_norm_after_every_step():
     dictionary = planted_dictionary()
     for _ in range(10):
         x = torch.from_numpy(planted_batch(dictionary, rng, 128))
-        training_step(sae, optimizer, x, torch.ones(64, dtype=torch.bool), aux_k=8, aux_coeff=1 / 32)
+        training_step(sae, optimizer, x, torch.ones(64, dtype=torch.bool), aux_k=8, aux_coeff=1 / 32,
+                      max_grad_norm=None)
         np.testing.assert_allclose(sae.W_dec.norm(dim=1).detach().numpy(), 1, atol=1e-5)
+
+
+def test_gradient_norm_is_clipped():
+    """With plain SGD at lr 1, a clipped step moves the encoder and biases by at most the clip norm."""
+    x = torch.from_numpy(planted_batch(planted_dictionary(), np.random.default_rng(0), 128))
+    moved = {}
+    for clip in (None, 1e-3):
+        sae = BatchTopKSAE(D_IN, 64, 4, seed=0)
+        before = [p.detach().clone() for p in (sae.W_enc, sae.b_enc, sae.b_dec)]
+        training_step(sae, torch.optim.SGD(sae.parameters(), lr=1.0), x, torch.zeros(64, dtype=torch.bool),
+                      aux_k=8, aux_coeff=0.0, max_grad_norm=clip)
+        after = (sae.W_enc, sae.b_enc, sae.b_dec)
+        moved[clip] = float(torch.sqrt(sum(((a.detach() - b) ** 2).sum() for a, b in zip(after, before))))
+    assert moved[None] > 1e-2  # unclipped, the gradient is far larger than the clip norm
+    assert 0 < moved[1e-3] <= 1e-3 * (1 + 1e-5)
 
 
 def test_lr_schedule_warms_up_holds_and_decays_to_zero():
@@ -174,7 +212,7 @@ def run(cfg, **kwargs):
 
 def assert_same(first, second):
     (sae_a, rows_a), (sae_b, rows_b) = first, second
-    for (name, a), (_, b) in zip(sae_a.named_parameters(), sae_b.named_parameters()):
+    for (name, a), (_, b) in zip(sae_a.state_dict().items(), sae_b.state_dict().items()):
         assert torch.equal(a, b), name
     assert rows_a == rows_b
 

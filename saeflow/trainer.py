@@ -1,5 +1,6 @@
-"""Training a BatchTopKSAE: Adam with linear warm-up and decay, dead-latent tracking for the AuxK
-loss, periodic log rows, and resumable checkpoints (safetensors + JSON, never unpickled).
+"""Training a BatchTopKSAE: Adam with linear warm-up and decay, gradient clipping, dead-latent
+tracking for the AuxK loss, the running estimate of the inference threshold θ, periodic log rows,
+and resumable checkpoints (safetensors + JSON, never unpickled).
 
 The trainer sees activations multiplied by `input_scale` (see unit_mean_squared_norm_scale), so
 the loss and learning rate mean the same whatever the model's activation norms; the returned
@@ -20,7 +21,7 @@ import torch
 
 from saeflow import storage
 from saeflow.errors import SaeflowError
-from saeflow.sae import BatchTopKSAE, TrainingOutput
+from saeflow.sae import ENCODINGS, BatchTopKSAE, TrainingOutput
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class TrainConfig:
     dead_tokens: int = 10_000_000  # a latent is dead after this many training tokens without firing
     aux_k: int | None = None  # None: d_in // 2, capped at d_sae
     aux_coeff: float = 1 / 32
+    max_grad_norm: float | None = 1.0  # None: no clipping
+    threshold_window: float = 0.1  # θ averages about this fraction of the steps, the latest ones
+    encoding: str = "threshold"  # the saved SAE's inference encoding: threshold | topk
     seed: int = 0
     b_dec_init: str = "geometric_median"  # or "mean"
     checkpoint_every: int = 1000  # steps
@@ -62,6 +66,10 @@ class TrainConfig:
         _require(self.dead_tokens >= 1, "dead_tokens", self.dead_tokens, "use a positive token count")
         _require(self.aux_k is None or self.aux_k >= 1, "aux_k", self.aux_k, "use a positive integer or null")
         _require(self.aux_coeff >= 0, "aux_coeff", self.aux_coeff, "use a number >= 0")
+        _require(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm,
+                 "use a positive norm or null")
+        _require(0 < self.threshold_window <= 1, "threshold_window", self.threshold_window, "use a fraction in (0, 1]")
+        _require(self.encoding in ENCODINGS, "encoding", self.encoding, f"use one of {ENCODINGS}")
         _require(self.b_dec_init in B_DEC_INITS, "b_dec_init", self.b_dec_init, f"use one of {B_DEC_INITS}")
         _require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "use a step count >= 1")
         _require(self.log_every >= 1, "log_every", self.log_every, "use a step count >= 1")
@@ -75,6 +83,12 @@ class TrainConfig:
 
     def resolved_aux_k(self, d_in: int) -> int:
         return min(self.aux_k if self.aux_k is not None else max(d_in // 2, 1), self.d_sae)
+
+    def warmup_steps(self) -> int:
+        return max(1, round(self.warmup_fraction * self.total_steps))
+
+    def threshold_window_steps(self) -> int:
+        return max(1, round(self.threshold_window * self.total_steps))
 
 
 def _require(ok: bool, key: str, value, fix: str) -> None:
@@ -109,7 +123,7 @@ def geometric_median(points_ND: np.ndarray, max_iters: int = 100, tol: float = 1
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning rate of optimizer step `step` (0-based): warm-up, constant, linear decay."""
     total = cfg.total_steps
-    warmup = max(1, round(cfg.warmup_fraction * total))
+    warmup = cfg.warmup_steps()
     decay = round(cfg.decay_fraction * total)
     if step < warmup:
         return cfg.resolved_lr() * (step + 1) / warmup
@@ -120,13 +134,18 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 def training_step(
     sae: BatchTopKSAE, optimizer: torch.optim.Optimizer, x_ND: torch.Tensor, dead_F: torch.Tensor,
-    aux_k: int, aux_coeff: float,
+    aux_k: int, aux_coeff: float, max_grad_norm: float | None,
 ) -> TrainingOutput:
-    """One Adam step with the decoder-norm step around it; returns the step's losses."""
+    """One Adam step with the decoder-norm step around it; returns the step's losses.
+
+    The gradient's global norm is clipped (SAELens' trainer and OpenAI's sparse_autoencoder clip
+    at 1): a batch of rare huge-norm tokens then cannot throw the latents off in one step."""
     out = sae.training_losses(x_ND, dead_F, aux_k, aux_coeff)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     sae.remove_decoder_parallel_grad_()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), max_grad_norm)
     optimizer.step()
     sae.normalize_decoder_()
     return out
@@ -161,13 +180,14 @@ def train_sae(
     _require(math.isfinite(input_scale) and input_scale > 0, "input_scale", input_scale,
              "use a finite scale > 0 (see unit_mean_squared_norm_scale)")
     device = torch.device(device)
-    sae = BatchTopKSAE(d_in, cfg.d_sae, cfg.k, cfg.seed).to(device)
+    sae = BatchTopKSAE(d_in, cfg.d_sae, cfg.k, cfg.seed, cfg.encoding).to(device)
     optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.resolved_lr(), betas=cfg.adam_betas)
     since_fired_F = torch.zeros(cfg.d_sae, dtype=torch.int64, device=device)
     # Round-tripped through JSON so that it compares equal to a checkpoint's copy.
     settings = json.loads(json.dumps({"train": dataclasses.asdict(cfg), "d_in": d_in,
                                       "input_scale": input_scale}))
-    state = {"step": 0, "tokens_seen": 0, "log_rows": []}
+    # theta: running estimate of θ in scaled units; theta_batches: batches averaged into it.
+    state = {"step": 0, "tokens_seen": 0, "log_rows": [], "theta": 0.0, "theta_batches": 0}
     checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     resumed = checkpoint_dir is not None and _load_checkpoint(
         checkpoint_dir, settings, sae, optimizer, since_fired_F, state)
@@ -181,24 +201,40 @@ def train_sae(
         x_ND = _next_batch(batches, d_in, input_scale, device, state["step"])
         for group in optimizer.param_groups:
             group["lr"] = lr_at(state["step"], cfg)
-        out = training_step(sae, optimizer, x_ND, since_fired_F >= cfg.dead_tokens, aux_k, cfg.aux_coeff)
-        since_fired_F.add_(x_ND.shape[0]).masked_fill_((out.feats_NF != 0).any(dim=0), 0)
+        out = training_step(sae, optimizer, x_ND, since_fired_F >= cfg.dead_tokens, aux_k, cfg.aux_coeff,
+                            cfg.max_grad_norm)
+        since_fired_F.add_(x_ND.shape[0]).masked_fill_(out.fired_F, 0)
+        if state["step"] >= min(cfg.warmup_steps(), cfg.total_steps - 1):  # a 1-step run averages its step
+            _update_theta(state, float(out.min_kept), cfg.threshold_window_steps())
         state["step"] += 1
         state["tokens_seen"] += x_ND.shape[0]
 
         row = None
         if state["step"] % cfg.log_every == 0 or state["step"] == cfg.total_steps:
-            row = _log_row(state, x_ND, out, since_fired_F >= cfg.dead_tokens)
+            row = _log_row(state, x_ND, out, since_fired_F >= cfg.dead_tokens, input_scale)
             state["log_rows"].append(row)
-            log.info("step %(step)d: loss %(loss).4g fvu %(fvu).4g l0 %(l0).1f dead %(dead_fraction).3f", row)
+            log.info("step %(step)d: loss %(loss).4g fvu %(fvu).4g l0 %(l0).1f dead %(dead_fraction).3f "
+                     "threshold %(threshold).4g", row)
         at_checkpoint = state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.total_steps
         if checkpoint_dir is not None and at_checkpoint:
             _save_checkpoint(checkpoint_dir, settings, sae, optimizer, since_fired_F, state)
         if progress is not None:
             progress(state["step"], cfg.total_steps, row)
 
+    if cfg.encoding == "threshold" and state["step"] == cfg.total_steps:
+        sae.threshold.fill_(state["theta"])
     sae.fold_input_scale_(input_scale)
     return sae.cpu(), state["log_rows"]
+
+
+def _update_theta(state: dict, min_kept: float, window: int) -> None:
+    """θ = the average over training batches of the smallest activation each batch kept
+    (Bussmann et al. 2024, section 3): a plain mean of the batches since warm-up until there are
+    `window` of them, then an exponential average over about the last `window` (as
+    dictionary_learning's decay of 0.999 averages its last ~1000 batches). Early batches, whose
+    minimum is far from the trained SAE's, thus drop out of short runs too."""
+    state["theta_batches"] += 1
+    state["theta"] += (min_kept - state["theta"]) / min(state["theta_batches"], window)
 
 
 def _init_b_dec(sae: BatchTopKSAE, init_sample: np.ndarray, input_scale: float, how: str) -> None:
@@ -223,8 +259,10 @@ def _next_batch(batches: Iterator[np.ndarray], d_in: int, input_scale: float, de
 
 
 @torch.no_grad()
-def _log_row(state: dict, x_ND: torch.Tensor, out: TrainingOutput, dead_F: torch.Tensor) -> dict:
-    """Losses are in scaled units; fvu and l0 do not depend on the scale."""
+def _log_row(state: dict, x_ND: torch.Tensor, out: TrainingOutput, dead_F: torch.Tensor, input_scale: float) -> dict:
+    """Measures of the training batch under batch top-k (not held-out; eval.json has those).
+    Losses are in scaled units; fvu and l0 do not depend on the scale; threshold is the running θ
+    in raw activation units."""
     total_variance = (x_ND - x_ND.mean(dim=0)).pow(2).sum()
     return {
         "step": state["step"],
@@ -233,8 +271,9 @@ def _log_row(state: dict, x_ND: torch.Tensor, out: TrainingOutput, dead_F: torch
         "mse": out.mse.item(),
         "aux_loss": out.aux_loss.item(),
         "fvu": ((x_ND - out.recon_ND).pow(2).sum() / total_variance).item(),
-        "l0": (out.feats_NF != 0).sum(dim=1).float().mean().item(),
+        "l0": out.l0.item(),
         "dead_fraction": dead_F.float().mean().item(),
+        "threshold": state["theta"] / input_scale,
     }
 
 
@@ -279,6 +318,6 @@ def _load_checkpoint(directory: Path, settings: dict, sae: BatchTopKSAE, optimiz
                 adam_state[index] = entry
         since_fired_F.copy_(tensors["since_fired"])
     optimizer.load_state_dict({"state": adam_state, "param_groups": optimizer.state_dict()["param_groups"]})
-    state.update(step=meta["step"], tokens_seen=meta["tokens_seen"], log_rows=meta["log_rows"])
+    state.update({key: meta[key] for key in state})
     log.info("resuming from %s at step %d", directory, meta["step"])
     return True

@@ -1,6 +1,6 @@
-"""The sparse feature store: each token's top-k SAE latents, and its feature-major transpose.
+"""The sparse feature store: each token's active SAE latents (CSR), and its feature-major transpose.
 
-`encode_chunk` writes `features/chunk-NNNN.zarr` (token-major, `indices`/`values` [n, k]);
+`encode_chunk` writes `features/chunk-NNNN.zarr` (token-major CSR: `indptr`, `indices`, `values`);
 `transpose_store` streams all chunks into `by_feature.zarr` (CSC: `indptr`, `token`, `value`).
 """
 
@@ -19,57 +19,55 @@ from saeflow.errors import SaeflowError
 log = logging.getLogger(__name__)
 
 VALUE_DTYPES = ("float32", "float16")
+# Rows encoded at once: the encoding is a dense [rows, d_sae] float32 block (and a few temporaries).
+_ENCODE_BLOCK_BYTES = 1 << 27
 
 
-def sparse_topk(sae, acts_ND: np.ndarray, value_dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-token top-k (indices, values); zero entries become padding (index −1), rows sorted by index.
+def active_entries(sae, acts_ND: np.ndarray, value_dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR pieces of a block of tokens under the SAE's encoding: (entries per token, feature ids,
+    values), token by token with ids ascending.
 
-    Sorting each row's indices makes neighbouring entries close in value, which the delta
-    filter and zstd then store in a byte or two.
+    Values are cast to the store's dtype before zeros are dropped, so a value that float16 rounds
+    to 0 is not stored. Ascending ids are small steps, which the delta filter and zstd then store
+    in a byte or two.
     """
     with torch.inference_mode():
-        values, indices = sae.encode_per_token(torch.from_numpy(acts_ND).to(sae.W_enc.device))
-    values = values.cpu().numpy().astype(value_dtype)
-    indices = np.where(values > 0, indices.cpu().numpy(), -1).astype(np.int32)
-    values = np.where(indices >= 0, values, 0).astype(value_dtype)
-    order = np.argsort(indices, axis=1, kind="stable")
-    return np.take_along_axis(indices, order, axis=1), np.take_along_axis(values, order, axis=1)
+        f_NF = sae.encode(torch.from_numpy(acts_ND).to(sae.W_enc.device)).to(getattr(torch, value_dtype))
+        row, feature = f_NF.nonzero(as_tuple=True)  # row-major order: ids ascend within each token
+        counts = torch.bincount(row, minlength=len(acts_ND))
+        values = f_NF[row, feature]
+    return counts.cpu().numpy(), feature.cpu().numpy().astype(np.int32), values.cpu().numpy()
 
 
 def encode_chunk(sae, acts_path, out_path, value_dtype: str = "float32", progress=None) -> None:
-    """Encode one dense activation chunk into its sparse top-k chunk (same token range)."""
+    """Encode one dense activation chunk into its CSR feature chunk (same token range), streaming
+    blocks of rows so that the chunk's dense encoding is never in memory at once."""
     if value_dtype not in VALUE_DTYPES:
         raise SaeflowError(f"features.dtype: {value_dtype!r} is not one of {VALUE_DTYPES}")
     group = storage.open_zarr_group(acts_path)
     n_rows, d_in = group["acts"].shape
+    d_sae = int(sae.W_enc.shape[1])
     if d_in != sae.W_enc.shape[0]:
         raise SaeflowError(f"{acts_path}: d_model {d_in} does not match the SAE's d_in {sae.W_enc.shape[0]}")
-    k = sae.k
-    attrs = {"format": "sparse_topk", "topk": k, "n_features": int(sae.W_enc.shape[1]),
-             "token_start": int(group.attrs["token_start"])}
-    with storage.ZarrChunkWriter(out_path, attrs) as store:
-        indices_out = store.create("indices", (n_rows, k), "int32", filters=[Delta(dtype="int32")])
-        values_out = store.create("values", (n_rows, k), value_dtype)
-        row = 0
-        for block in iter_chunk_rows(acts_path):
-            indices, values = sparse_topk(sae, block, value_dtype)
-            indices_out[row : row + len(block)] = indices
-            values_out[row : row + len(block)] = values
-            row += len(block)
+    rows_per_block = max(1, _ENCODE_BLOCK_BYTES // (4 * d_sae))
+    token_start = int(group.attrs["token_start"])
+    with storage.CsrChunkWriter(out_path, n_rows, d_sae, token_start, value_dtype) as out:
+        for block in iter_chunk_rows(acts_path, rows_per_read=rows_per_block):
+            out.append(*active_entries(sae, block, value_dtype))
             if progress is not None:
                 progress.update(len(block))
-    log.info("%s: %d tokens encoded, %d active entries", out_path, n_rows, int((values_out[:] > 0).sum()))
+    log.info("%s: %d tokens encoded, %d active entries (L0 %.1f)", out_path, n_rows, out.nnz,
+             out.nnz / max(n_rows, 1))
 
 
 def _feature_counts(chunk_paths, n_features: int) -> tuple[np.ndarray, int, np.dtype]:
     counts = np.zeros(n_features, dtype=np.int64)
     n_tokens, value_dtype = 0, None
     for path in chunk_paths:
-        group = storage.open_zarr_group(path)
-        indices = storage.read_zarr_array(group, "indices")
-        counts += np.bincount(indices[indices >= 0], minlength=n_features)
-        n_tokens += len(indices)
-        value_dtype = group["values"].dtype
+        chunk = storage.read_sparse_chunk(path, n_features)
+        counts += np.bincount(chunk.indices, minlength=n_features)
+        n_tokens += chunk.n_tokens
+        value_dtype = chunk.value_dtype
     return counts, n_tokens, value_dtype
 
 
@@ -91,13 +89,14 @@ def _stable_order(local_ids: np.ndarray, width: int) -> np.ndarray:
 
 
 def transpose_store(chunk_paths: list, out_path, n_features: int, max_entries: int = 1 << 24) -> None:
-    """Write the feature-major (CSC) copy of all sparse chunks.
+    """Write the feature-major (CSC) copy of all CSR chunks.
 
     Features are taken in groups whose entries fit the budget, and each group is one pass over
     the chunks: each chunk's entries go straight to their place in the group's buffers (a
     counting sort: indptr already says where each feature starts), so memory is the group's
     12 bytes per entry (`max_entries` at most) plus one chunk, whatever the store's size.
-    Chunks come in token order, so each feature's tokens stay sorted.
+    Chunks come in token order and a chunk's entries in token order, so each feature's tokens
+    stay sorted.
     """
     counts, n_tokens, value_dtype = _feature_counts(chunk_paths, n_features)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -115,16 +114,16 @@ def transpose_store(chunk_paths: list, out_path, n_features: int, max_entries: i
             group_values = np.empty(hi - lo, dtype=value_dtype)
             cursor = indptr[first:stop] - lo  # next free slot of each feature in the buffers
             for path in chunk_paths:
-                indices, chunk_values, token_start = storage.read_sparse_chunk(path)
-                rows, slots = np.nonzero((indices >= first) & (indices < stop))
-                local = indices[rows, slots] - first
+                chunk = storage.read_sparse_chunk(path, n_features)
+                entries = np.flatnonzero((chunk.indices >= first) & (chunk.indices < stop))
+                local = chunk.indices[entries] - first
                 order = _stable_order(local, stop - first)
-                local = local[order]
+                entries, local = entries[order], local[order]
                 run_start = np.flatnonzero(np.diff(local, prepend=-1))
                 rank = np.arange(len(local)) - np.repeat(run_start, np.diff(np.append(run_start, len(local))))
                 slot = cursor[local] + rank
-                group_tokens[slot] = rows[order] + token_start
-                group_values[slot] = chunk_values[rows[order], slots[order]]
+                group_tokens[slot] = chunk.entry_rows()[entries] + chunk.token_start
+                group_values[slot] = chunk.values[entries]
                 cursor += np.bincount(local, minlength=stop - first)
             tokens_out[lo:hi] = group_tokens
             values_out[lo:hi] = group_values

@@ -71,7 +71,7 @@ def label_list(table: pa.Table, n_features: int, source: str) -> list[str]:
     return [(labels[r] or "") if r >= 0 else "" for r in row]
 
 
-def label_tokens(table: pa.Table, n_features: int, source: str, strings: Strings) -> ByFeature | None:
+def label_token_columns(table: pa.Table, n_features: int, source: str, strings: Strings) -> ByFeature | None:
     """The labeler's scored tokens (labels.parquet `tokens` and `scores`, the default labeler's
     top TF-IDF tokens), where the table has them."""
     if not {"tokens", "scores"} <= set(table.column_names):
@@ -85,7 +85,7 @@ def label_tokens(table: pa.Table, n_features: int, source: str, strings: Strings
     })
 
 
-def histograms(hist: pa.Table, n_features: int, source: str) -> list[ByFeature]:
+def histogram_columns(hist: pa.Table, n_features: int, source: str) -> list[ByFeature]:
     hist = hist.sort_by("feature")
     feature = check_ids(ints(hist, "feature"), n_features, source)
     out = []
@@ -97,7 +97,7 @@ def histograms(hist: pa.Table, n_features: int, source: str) -> list[ByFeature]:
     return out
 
 
-def influences(table: pa.Table, n_features: int, source: str, strings: Strings) -> ByFeature:
+def influence_columns(table: pa.Table, n_features: int, source: str, strings: Strings) -> ByFeature:
     table = table.sort_by([("feature", "ascending"), ("sign", "ascending"), ("rank", "ascending")])
     return ByFeature.from_sorted("inf", ints(table, "feature"), n_features, source, {
         "inf.positive": pc.equal(table["sign"], "+").to_numpy(zero_copy_only=False).astype(np.uint8),
@@ -106,7 +106,7 @@ def influences(table: pa.Table, n_features: int, source: str, strings: Strings) 
     })
 
 
-def neighbours(table: pa.Table, n_features: int, source: str) -> ByFeature:
+def neighbour_columns(table: pa.Table, n_features: int, source: str) -> ByFeature:
     table = table.sort_by([("feature", "ascending"), ("kind", "ascending"), ("rank", "ascending")])
     kind = pc.index_in(table["kind"], value_set=pa.array(NEIGHBOUR_KINDS))
     if kind.null_count:
@@ -118,7 +118,7 @@ def neighbours(table: pa.Table, n_features: int, source: str) -> ByFeature:
     })
 
 
-def detection(table: pa.Table, n_features: int, source: str) -> tuple[ByFeature, list[str]]:
+def detection_columns(table: pa.Table, n_features: int, source: str) -> tuple[ByFeature, list[str]]:
     """Each unit's DETECTION_PER_UNIT labels of highest F1 (undefined F1 last)."""
     table = table.sort_by([("unit", "ascending"), ("f1", "descending")])
     keep = rank_in_runs(run_starts(ints(table, "unit"))) < DETECTION_PER_UNIT
