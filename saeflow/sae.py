@@ -188,7 +188,8 @@ class BatchTopKSAE(torch.nn.Module):
         """Write sae_weights.safetensors and cfg.json into `directory`; return the cfg written.
 
         `cfg` must hold name, model, hook, hook_spec and seed; sizes, the encoding and the keys
-        SAELens' loader needs come from the model itself."""
+        SAELens' loader needs (`architecture` among them: how the saved SAE runs) come from the
+        model itself."""
         from saeflow.saelens_format import saelens_cfg
 
         missing = [key for key in CALLER_CFG_KEYS if key not in cfg]
@@ -204,7 +205,6 @@ class BatchTopKSAE(torch.nn.Module):
             "d_in": self.d_in,
             "d_sae": self.d_sae,
             "k": self.k,
-            "architecture": "jumprelu" if self.encoding == "threshold" else "topk",
             "trained_as": "batchtopk",
             "encoding": self.encoding,
         }

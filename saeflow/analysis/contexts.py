@@ -19,17 +19,17 @@ class Windows:
     token: np.ndarray  # int64
 
 
-def context_windows(token: np.ndarray, token_seq: np.ndarray, context: int, token_offset: int = 0) -> Windows:
+def context_windows(token: np.ndarray, token_seq: np.ndarray, context: int) -> Windows:
     """Tokens token-context .. token+context of each example, clipped to the example's sequence.
 
-    token_seq[t - token_offset] is the seq of token t; it is sorted (tokens are ordered by
-    (seq, pos)) and must cover every sequence of the examples whole.
+    token_seq[t] is the seq of token t, over the whole corpus; it is sorted (tokens are ordered
+    by (seq, pos)).
     """
     token = np.asarray(token, dtype=np.int64)
     token_seq = np.asarray(token_seq)
-    seq = token_seq[token - token_offset]
-    start = token_offset + np.searchsorted(token_seq, seq, side="left")
-    end = token_offset + np.searchsorted(token_seq, seq, side="right")
+    seq = token_seq[token]
+    start = np.searchsorted(token_seq, seq, side="left")
+    end = np.searchsorted(token_seq, seq, side="right")
     first = np.maximum(token - context, start)
     lengths = np.minimum(token + context + 1, end) - first
     offsets = np.concatenate(([0], np.cumsum(lengths)))
@@ -40,10 +40,10 @@ def context_windows(token: np.ndarray, token_seq: np.ndarray, context: int, toke
 def activations_at(entries: Entries, feature: np.ndarray, token: np.ndarray) -> np.ndarray:
     """float32 activation of feature[i] on token[i]; 0 where the entries have none.
 
-    Tokens or features outside the entries' source (another chunk, another shard) also read 0.
+    Tokens or features the entries do not cover (another shard, outside the corpus) also read 0.
     """
     # One sorted (feature, token) key per entry, then a binary search per query. A shard's
-    # entries come in that order already; only other sources (chunks) need the sort.
+    # entries come in that order already; entries in any other order are sorted first.
     bound = int(entries.token.max()) + 1 if entries.token.size else 0
     keys = entries.local * bound + entries.token
     value = entries.value

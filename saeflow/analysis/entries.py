@@ -1,7 +1,7 @@
-"""The active (token, feature, value) entries of a sparse chunk or a CSC feature shard.
+"""The active (token, feature, value) entries of a shard of features of the CSC store.
 
-Every per-token kernel starts from these flat arrays, so it works the same whether the caller
-streams token-major chunks or reads a feature-major shard.
+Every per-feature kernel starts from these flat arrays and takes them in any order; several have
+a shortcut for a shard's own (feature-major, tokens ascending).
 """
 
 from __future__ import annotations
@@ -27,28 +27,6 @@ class Entries:
     def local(self) -> np.ndarray:
         """Feature ids relative to first_feature: the row in per-feature outputs."""
         return self.feature - self.first_feature
-
-
-def chunk_entries(indices: np.ndarray, values: np.ndarray, token_start: int, n_features: int) -> Entries:
-    """Entries of a sparse top-k chunk ([n, k] indices and values), sorted by token."""
-    indices = np.asarray(indices)
-    values = np.asarray(values)
-    if indices.ndim != 2 or indices.shape != values.shape:
-        raise SaeflowError(
-            f"sparse chunk arrays must both be [n_tokens, k]; got indices {indices.shape}, values {values.shape}"
-        )
-    # Padding is index -1 with value 0; a value that rounded to 0 is not an activation either.
-    row, col = np.nonzero((indices >= 0) & (values != 0))
-    feature = indices[row, col].astype(np.int64)
-    if feature.size and feature.max() >= n_features:
-        raise SaeflowError(f"sparse chunk has feature id {feature.max()} but n_features is {n_features}")
-    return Entries(
-        token=token_start + row.astype(np.int64),
-        feature=feature,
-        value=values[row, col].astype(np.float32),
-        first_feature=0,
-        n_features=n_features,
-    )
 
 
 def csc_entries(indptr: np.ndarray, token: np.ndarray, value: np.ndarray, first_feature: int = 0) -> Entries:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from saeflow.analysis.topk import top_k_per_row
-from saeflow.errors import SaeflowError
 
 
 @dataclass(frozen=True)
@@ -42,40 +41,11 @@ def cosine_neighbours(W_dec_FD: np.ndarray, n: int, block_size: int = 1024, rows
     return Neighbours(*(np.concatenate([getattr(p, field.name) for p in parts]) for field in fields(Neighbours)))
 
 
-def cooccurrence_counts(
-    indices: np.ndarray, values: np.ndarray, block_start: int, block_stop: int, n_features: int
-) -> np.ndarray:
-    """[block_stop - block_start, n_features] int64 count of a chunk's tokens active on both features.
-
-    Sum over chunks for the whole corpus; the diagonal counts each feature's active tokens.
-    """
-    counts_BF = np.zeros((block_stop - block_start, n_features), dtype=np.int64)
-    add_cooccurrences(counts_BF, indices, values, block_start)
-    return counts_BF
-
-
-def add_cooccurrences(counts_BF: np.ndarray, indices: np.ndarray, values: np.ndarray, block_start: int) -> None:
-    """Add a chunk's co-occurrence counts of features block_start.. to counts_BF (C-contiguous) in place.
-
-    One scatter-add of the chunk's pairs (np.add.at) costs far less than a bincount, which
-    allocates and then adds a whole [block, n_features] matrix per chunk.
-    """
-    n_block, n_features = counts_BF.shape
-    indices = np.asarray(indices)
-    active = np.where((indices >= 0) & (np.asarray(values) != 0), indices, -1).astype(np.int64)
-    if active.size and active.max() >= n_features:
-        raise SaeflowError(f"sparse chunk has feature id {active.max()} but n_features is {n_features}")
-    row, col = np.nonzero((active >= block_start) & (active < block_start + n_block))
-    partners = active[row]  # [m, k]: the other features active on each in-block entry's token
-    keys = (active[row, col] - block_start)[:, None] * n_features + partners
-    assert counts_BF.flags.c_contiguous  # so that reshape(-1) is a view of it
-    np.add.at(counts_BF.reshape(-1), keys[partners >= 0], 1)
-
-
 def coactivation_neighbours(counts_BF: np.ndarray, block_start: int, n_active: np.ndarray, n: int) -> Neighbours:
     """The n features with the largest Jaccard index to each block feature, among those sharing a token.
 
-    counts_BF: cooccurrence_counts summed over all chunks; n_active: every feature's active tokens.
+    counts_BF: co-occurrence counts of the block over all tokens (decoder_tables.add_chunk_cooccurrences
+    summed over chunks); n_active: every feature's active tokens.
     """
     n_active = np.asarray(n_active, dtype=np.int64)
     rows = np.arange(counts_BF.shape[0])

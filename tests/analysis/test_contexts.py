@@ -22,17 +22,7 @@ def test_windows_and_their_activations_match_the_oracle(context):
         np.testing.assert_array_equal(acts[windows.offsets[i] : windows.offsets[i + 1]], problem.dense[expected, f])
 
 
-def test_windows_within_one_chunk_use_its_local_seq_array():
-    problem = make_problem(14, n_seqs=20)
-    a, b = problem.chunk_bounds()[-1]
-    tokens = np.arange(a, b)
-    local = context_windows(tokens, problem.seq[a:b], 2, token_offset=a)
-    whole = context_windows(tokens, problem.seq, 2)
-    np.testing.assert_array_equal(local.token, whole.token)
-    np.testing.assert_array_equal(local.pos, whole.pos)
-
-
-def test_activations_from_a_chunk_or_a_shard():
+def test_activations_from_a_token_range_or_a_shard():
     problem = make_problem(15)
     token = np.repeat(np.arange(problem.n_tokens), problem.n_features)
     feature = np.tile(np.arange(problem.n_features), problem.n_tokens)

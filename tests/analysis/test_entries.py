@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from saeflow.analysis.entries import chunk_entries
+from saeflow.analysis.entries import csc_entries
 from saeflow.analysis.groups import rank_in_runs, run_starts
 from saeflow.errors import SaeflowError
 
@@ -13,15 +13,14 @@ def triples(entries):
     return entries.token[order], entries.feature[order], entries.value[order]
 
 
-def test_chunk_and_csc_entries_hold_the_same_activations():
+def test_csc_entries_hold_the_activations():
     problem = make_problem(0)
     token, feature = np.nonzero(problem.dense)
-    for entries in (problem.entries(), problem.shard(0, problem.n_features)):
-        got = triples(entries)
-        np.testing.assert_array_equal(got[0], token)
-        np.testing.assert_array_equal(got[1], feature)
-        np.testing.assert_array_equal(got[2], problem.dense[token, feature])
-        assert got[2].dtype == np.float32
+    got = triples(problem.shard(0, problem.n_features))
+    np.testing.assert_array_equal(got[0], token)
+    np.testing.assert_array_equal(got[1], feature)
+    np.testing.assert_array_equal(got[2], problem.dense[token, feature])
+    assert got[2].dtype == np.float32
 
 
 def test_shard_entries_keep_global_feature_ids():
@@ -32,20 +31,20 @@ def test_shard_entries_keep_global_feature_ids():
     assert shard.feature.size == np.count_nonzero(problem.dense[:, 3:7])
 
 
-def test_chunk_entries_widen_float16_and_skip_padding():
-    indices = np.array([[2, -1], [0, 1]], dtype=np.int32)
-    values = np.array([[1.5, 0], [0.25, 0]], dtype=np.float16)  # [1, 1] rounded to zero: not active
-    entries = chunk_entries(indices, values, token_start=10, n_features=3)
-    assert entries.value.dtype == np.float32
+def test_csc_entries_of_an_indptr_slice_widen_float16_and_skip_zeros():
+    indptr = np.array([5, 7, 7, 8])  # features 4..6 of a store: entries 5..7
+    value = np.array([1.5, 0, 0.25], dtype=np.float16)  # a value rounded to zero is not active
+    entries = csc_entries(indptr, np.array([10, 11, 11]), value, first_feature=4)
+    assert entries.value.dtype == np.float32 and entries.n_features == 3
     np.testing.assert_array_equal(entries.token, [10, 11])
-    np.testing.assert_array_equal(entries.feature, [2, 0])
+    np.testing.assert_array_equal(entries.feature, [4, 6])
 
 
-def test_chunk_entries_reject_bad_input():
-    with pytest.raises(SaeflowError):
-        chunk_entries(np.array([[5]]), np.array([[1.0]]), 0, n_features=3)
-    with pytest.raises(SaeflowError):
-        chunk_entries(np.zeros((2, 3)), np.zeros((2, 2)), 0, n_features=3)
+def test_csc_entries_reject_bad_input():
+    with pytest.raises(SaeflowError, match="indptr"):
+        csc_entries(np.array([0, 2, 1]), np.zeros(1), np.zeros(1))
+    with pytest.raises(SaeflowError, match="spans"):
+        csc_entries(np.array([0, 2]), np.zeros(2), np.zeros(3))
 
 
 def test_runs():

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from saeflow.analysis.detection import doc_maxima
 from saeflow.analysis.histograms import histogram_counts, histogram_edges
-from saeflow.analysis.neighbours import cooccurrence_counts
 from saeflow.analysis.stats import feature_stats
 from saeflow.analysis.top_examples import sequence_maxima, top_sequences
 
@@ -59,7 +58,5 @@ def test_split_results_equal_one_pass(split, top_k):
     assert_same_rows([top_sequences(sequence_maxima(shard, problem.seq), top_k) for shard in shards], top)
     assert_same_rows([doc_maxima(shard, problem.doc) for shard in shards], doc_maxima(whole, problem.doc))
 
-    def cooccurrences(a, b):
-        return cooccurrence_counts(problem.indices[a:b], problem.values[a:b], 0, 4, problem.n_features)
-
-    np.testing.assert_array_equal(sum(cooccurrences(a, b) for a, b in bounds), cooccurrences(0, problem.n_tokens))
+    np.testing.assert_array_equal(problem.cooccurrences(range(4), bounds),
+                                  problem.cooccurrences(range(4), [(0, problem.n_tokens)]))

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from saeflow.analysis.neighbours import coactivation_neighbours, cooccurrence_counts, cosine_neighbours
+from saeflow.analysis.neighbours import coactivation_neighbours, cosine_neighbours
+from saeflow.decoder_tables import add_chunk_cooccurrences
 from saeflow.errors import SaeflowError
+from saeflow.storage import CsrChunkWriter, read_sparse_chunk
 
 from .problems import make_problem
 
@@ -51,19 +53,26 @@ def test_coactivation_matches_the_oracle(n, block):
     rows = []
     for start in range(0, problem.n_features, block):
         stop = min(start + block, problem.n_features)
-        counts = sum(
-            cooccurrence_counts(problem.indices[a:b], problem.values[a:b], start, stop, problem.n_features)
-            for a, b in problem.chunk_bounds()
-        )
+        counts = problem.cooccurrences(range(start, stop))
         rows += as_rows(coactivation_neighbours(counts, start, n_active, n))
     assert rows == oracle_jaccard(problem.dense, n)
     assert not any(row[0] == 0 or row[2] == 0 for row in rows)  # the dead feature shares no token
 
 
-def test_cooccurrence_counts_are_the_dense_gram_matrix():
+def write_chunk(path, chunk, n_features):
+    with CsrChunkWriter(path, chunk.n_tokens, n_features, chunk.token_start, "float32") as out:
+        out.append(np.diff(chunk.indptr), chunk.indices, chunk.values)
+
+
+def test_cooccurrence_counts_of_stored_chunks_are_the_dense_gram_matrix(tmp_path):
     problem = make_problem(19)
     binary = (problem.dense != 0).astype(np.int64)
-    counts = cooccurrence_counts(problem.indices, problem.values, 2, 6, problem.n_features)
+    counts = np.zeros((4, problem.n_features), dtype=np.int64)
+    for i, (a, b) in enumerate(problem.chunk_bounds()):
+        write_chunk(tmp_path / f"chunk-{i}.zarr", problem.chunk(a, b), problem.n_features)
+        add_chunk_cooccurrences(counts, read_sparse_chunk(tmp_path / f"chunk-{i}.zarr", problem.n_features), 2)
     np.testing.assert_array_equal(counts, (binary.T @ binary)[2:6])
-    with pytest.raises(SaeflowError):
-        cooccurrence_counts(problem.indices, problem.values, 0, 2, n_features=3)
+    # A feature id beyond n_features is refused on reading, before any count.
+    write_chunk(tmp_path / "bad.zarr", problem.chunk(0, problem.n_tokens), 3)
+    with pytest.raises(SaeflowError, match="feature ids span"):
+        read_sparse_chunk(tmp_path / "bad.zarr")

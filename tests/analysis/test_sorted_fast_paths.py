@@ -10,10 +10,9 @@ from saeflow.analysis import percentiles
 from saeflow.analysis.contexts import activations_at
 from saeflow.analysis.detection import DocMax, detection_scores, doc_maxima
 from saeflow.analysis.groups import is_sorted
-from saeflow.analysis.neighbours import coactivation_neighbours, cooccurrence_counts
+from saeflow.analysis.neighbours import coactivation_neighbours
 from saeflow.analysis.quantile_examples import sample_bands
 from saeflow.analysis.top_examples import SeqMax, sequence_maxima, top_sequences
-from saeflow.storage import SparseChunk
 
 from .problems import make_problem
 from .test_neighbours import oracle_jaccard
@@ -82,25 +81,17 @@ def test_packed_sort_matches_lexsort():
 
 def test_coactivation_rows_never_list_unshared_features_or_themselves():
     problem = make_problem(7, n_features=12)
-    counts = cooccurrence_counts(problem.indices, problem.values, 0, 12, 12)
+    counts = problem.cooccurrences(range(12))
     found = coactivation_neighbours(counts, 0, np.diagonal(counts).copy(), n=11)
     assert (found.other != found.feature).all()
     assert (counts[found.feature, found.other] > 0).all()
     assert np.array_equal(np.bincount(found.feature, minlength=12), (counts > 0).sum(1) - (np.diagonal(counts) > 0))
 
 
-def csr_chunk(dense, token_start):
-    """The CSR chunk of a dense [tokens, features] block, as read_sparse_chunk returns it."""
-    row, feature = np.nonzero(dense)  # row-major: ids ascend within each token
-    indptr = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=len(dense)))))
-    return SparseChunk(indptr, feature.astype(np.int32), dense[row, feature], token_start, dense.shape[1],
-                       np.dtype(np.float32))
-
-
 @pytest.mark.parametrize("block_features", [1, 3, 100])
 def test_coactivation_table_streamed_over_chunks_matches_the_oracle(monkeypatch, block_features):
     problem = make_problem(8, n_features=12, n_seqs=30)
-    chunks = {f"c{i}": csr_chunk(problem.dense[a:b], a) for i, (a, b) in enumerate(problem.chunk_bounds())}
+    chunks = {f"c{i}": problem.chunk(a, b) for i, (a, b) in enumerate(problem.chunk_bounds())}
     monkeypatch.setattr(decoder_tables, "read_sparse_chunk", lambda path, n_features: chunks[path])
     monkeypatch.setattr(decoder_tables, "_COACTIVATION_BLOCK_BYTES", 8 * 12 * block_features)
     n_active = np.count_nonzero(problem.dense, axis=0)

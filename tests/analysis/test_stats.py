@@ -55,7 +55,7 @@ def test_a_shard_gives_its_features_rows():
 
 def test_constant_values_have_zero_std():
     problem = make_problem(4)
-    problem.values[problem.values != 0] = 1.5
+    problem.dense[problem.dense != 0] = 1.5
     stats = feature_stats(problem.entries(), problem.n_tokens)
     fired = stats.n_active > 0
     assert (stats.std[fired] == 0).all() and np.isnan(stats.std[~fired]).all()
