@@ -14,9 +14,9 @@ import torch
 
 
 def train_reference(batches, d_in: int, d_sae: int, k: int, steps: int, lr: float, input_scale: float,
-                    b_dec_init: np.ndarray, dead_tokens: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """`batches`: an iterator of raw float32 [B, d_in] arrays. Returns W_enc, b_enc, W_dec, b_dec,
-    threshold (numpy, raw units)."""
+                    b_dec_init: np.ndarray, dead_tokens: int, seed: int = 0, progress=None) -> dict[str, np.ndarray]:
+    """`batches`: an iterator of raw float32 [B, d_in] arrays; progress() is called after each
+    step. Returns W_enc, b_enc, W_dec, b_dec, threshold (numpy, raw units)."""
     gen = torch.Generator().manual_seed(seed)
     W_dec = torch.randn(d_sae, d_in, generator=gen)
     W_dec /= W_dec.norm(dim=1, keepdim=True)
@@ -59,6 +59,8 @@ def train_reference(batches, d_in: int, d_sae: int, k: int, steps: int, lr: floa
                 kept = top.values[top.values > 0]
                 theta_sum += float(kept.min()) if len(kept) else 0.0
                 theta_n += 1
+        if progress is not None:
+            progress()
     theta = theta_sum / max(theta_n, 1)
     raw = {"W_enc": W_enc, "b_enc": b_enc / input_scale, "W_dec": W_dec, "b_dec": b_dec / input_scale}
     out = {name: t.detach().numpy().astype(np.float32) for name, t in raw.items()}

@@ -178,26 +178,32 @@ def quality_rows(results: Path, budgets: list[float]) -> list[tuple]:
     sample = next(source(0))
     scale = unit_mean_squared_norm_scale(sample)
 
-    def ours(steps):
+    def ours(steps, progress=None):
         cfg = train_config({**settings, "train_tokens": steps * settings["batch_size"]}, d_sae)
-        sae, _ = train_sae(source, d_in, cfg, init_sample=sample, input_scale=scale)
+        sae, _ = train_sae(source, d_in, cfg, init_sample=sample, input_scale=scale,
+                           progress=progress and (lambda step, total, row: progress()))
         return sae
 
-    def reference(steps):
+    def reference(steps, progress=None):
         cfg = train_config({**settings, "train_tokens": steps * settings["batch_size"]}, d_sae)
         weights = train_reference(source(0), d_in, d_sae, cfg.k, steps, cfg.resolved_lr(), scale,
-                                  geometric_median(sample), cfg.dead_tokens, cfg.seed)
+                                  geometric_median(sample), cfg.dead_tokens, cfg.seed, progress)
         sae = BatchTopKSAE(d_in, d_sae, cfg.k)
         sae.load_state_dict({name: torch.from_numpy(array) for name, array in weights.items()})
         return sae
 
+    def calibrate(train_fn, steps=40):
+        """(set-up seconds, median seconds per step) of a short run, from per-step timestamps:
+        each sized run pays the set-up (shuffle buffer, b_dec's geometric median) once too."""
+        stamps = [time.perf_counter()]
+        train_fn(steps, lambda: stamps.append(time.perf_counter()))
+        return stamps[1] - stamps[0], float(np.median(np.diff(stamps[1:])))
+
     rows = []
     for name, train_fn in (("saeflow", ours), ("reference", reference)):
-        calibration = time.perf_counter()
-        train_fn(6)
-        seconds_per_step = (time.perf_counter() - calibration) / 6
+        setup, seconds_per_step = calibrate(train_fn)
         for budget in budgets:
-            steps = max(2, int(budget / seconds_per_step))
+            steps = max(2, int((budget - setup) / seconds_per_step))
             start = time.perf_counter()
             sae = train_fn(steps)
             wall = time.perf_counter() - start

@@ -8,7 +8,7 @@ rule dashboard:
         html=PATHS["dashboard"],
     params:
         saes=list(config["saes"]),
-        model=MODEL_PATH,
+        model=MODEL_NAME,
     threads: 1
     resources:
         mem_mb=4000,
