@@ -37,13 +37,13 @@ from zarr.codecs.numcodecs import Delta
 from _reference_batchtopk import train_reference
 from _rss import best_of, run_in_child
 from _synthetic_store import L0, L0_SPREAD, draw_csr, token_l0s
-from saeflow.batches import batch_source
+from saeflow.batches import batch_source, special_row_offsets
 from saeflow.config import sae_width
 from saeflow.evaluate import reconstruction_metrics
 from saeflow.feature_store import encode_chunk, transpose_store
 from saeflow.sae import BatchTopKSAE
 from saeflow.storage import CsrChunkWriter, ZarrChunkWriter, read_sparse_chunk
-from saeflow.train_job import special_row_offsets, train_config
+from saeflow.train_job import train_config
 from saeflow.trainer import TrainConfig, geometric_median, train_sae, unit_mean_squared_norm_scale
 
 # The default SAE: expansion 8 on all-MiniLM-L6-v2's d_model 384, k 32, batch 4096.

@@ -12,7 +12,18 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from saeflow import storage
 from saeflow.activations import iter_chunk_rows
+from saeflow.chunks import read_token_rows
+
+
+def special_row_offsets(chunk_path, tokens_path) -> np.ndarray:
+    """Offsets (rows within the activation chunk) of the tokens the tokenizer added (BOS, CLS,
+    SEP, ...), from the `special` column of tokens.parquet: what iter_kept_rows leaves out."""
+    group = storage.open_zarr_group(chunk_path)
+    start = int(group.attrs["token_start"])
+    special = read_token_rows(tokens_path, start, start + group["acts"].shape[0], ["special"])["special"]
+    return np.flatnonzero(special)
 
 
 def iter_kept_rows(chunk_path, excluded_rows: np.ndarray | None = None) -> Iterator[np.ndarray]:

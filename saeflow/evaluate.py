@@ -12,12 +12,11 @@ import torch
 
 from saeflow import storage
 from saeflow.activations import length_sorted_batches, padded_batch
-from saeflow.batches import iter_kept_rows
+from saeflow.batches import iter_kept_rows, special_row_offsets
 from saeflow.chunks import Chunk, read_token_rows
 from saeflow.model import is_causal_lm, load_model, n_layers
 from saeflow.sae import BatchTopKSAE
 from saeflow.splice import replaced_hidden_states
-from saeflow.train_job import special_row_offsets
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from saeflow import storage
-from saeflow.batches import batch_source
-from saeflow.chunks import read_token_rows
+from saeflow.batches import batch_source, special_row_offsets
 from saeflow.config import sae_width
 from saeflow.errors import SaeflowError
 from saeflow.trainer import TrainConfig, train_sae, unit_mean_squared_norm_scale
@@ -51,14 +50,6 @@ def check_chunks(chunk_paths: list, layer: int, name: str) -> int:
             )
         widths.add(group["acts"].shape[1])
     return widths.pop()
-
-
-def special_row_offsets(chunk_path, tokens_path) -> np.ndarray:
-    """Offsets (rows within the chunk) of the tokens the tokenizer added (BOS, CLS, SEP, ...)."""
-    group = storage.open_zarr_group(chunk_path)
-    start = int(group.attrs["token_start"])
-    special = read_token_rows(tokens_path, start, start + group["acts"].shape[0], ["special"])["special"]
-    return np.flatnonzero(special)
 
 
 def train_config(settings: dict, d_sae: int) -> TrainConfig:
