@@ -13,10 +13,10 @@ include: "rules/common.smk"
 
 
 wildcard_constraints:
-    layer=r"\d+",
-    chunk=r"chunk-\d{4}",
+    hook="|".join(re.escape(name) for name in HOOKS),
+    chunk=r"chunk-\d\d\d\d+",  # 4 digits or more ({4,} would be cut at its comma)
     sae="|".join(re.escape(name) for name in config["saes"]),
-    shard=r"\d{3}",
+    shard=r"\d\d\d+",
 
 
 include: "rules/corpus.smk"

@@ -1,13 +1,13 @@
-# Tokens -> chunk plan -> dense activation chunks per layer (Zarr) -> mean vector per layer.
+# Tokens -> chunk plan -> dense activation chunks of every hook point (Zarr) -> mean vector per hook.
 
 
-checkpoint plan_chunks:
+rule plan_chunks:
     input:
         tokens=PATHS["tokens"],
     output:
         plan=PATHS["plan"],
     params:
-        tokens_per_chunk=config["activations"]["tokens_per_chunk"],
+        n_chunks=N_CHUNKS,
     threads: 1
     resources:
         mem_mb=2000,
@@ -22,34 +22,41 @@ checkpoint plan_chunks:
         "../scripts/plan_chunks.py"
 
 
+# One forward pass per chunk writes the chunk of every hook, running the model only as far as
+# the deepest hook needs.
 rule capture_activations:
     input:
         tokens=PATHS["tokens"],
         plan=PATHS["plan"],
+        **MODEL_INPUTS,
     output:
-        acts=directory(PATHS["acts"]),
+        # One Zarr directory per hook, in the order of params.hooks (a named list cannot carry
+        # directory flags, so they are the rule's positional outputs).
+        [directory(path("acts", hook=hook)) for hook in HOOKS],
     params:
-        model_path=MODEL_PATH,
+        hooks=HOOKS,
+        model_name=MODEL_NAME,
         model_dtype=config["model"]["dtype"],
         dtype=config["activations"]["dtype"],
+        adapter=ADAPTER,
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
     log:
-        log_path("capture_activations", "layer-{layer}/{chunk}"),
+        log_path("capture_activations", "{chunk}"),
     benchmark:
-        benchmark_path("capture_activations", "layer-{layer}/{chunk}")
+        benchmark_path("capture_activations", "{chunk}")
     conda:
         "../envs/model.yaml"
     script:
         "../scripts/capture.py"
 
 
-rule layer_mean:
+rule hook_mean:
     input:
-        chunks=layer_chunks,
+        chunks=lambda wildcards: hook_chunks(wildcards.hook),
     output:
         mean=PATHS["mean"],
     threads: 1
@@ -57,10 +64,10 @@ rule layer_mean:
         mem_mb=2000,
         runtime=30,
     log:
-        log_path("layer_mean", "layer-{layer}"),
+        log_path("hook_mean", "{hook}"),
     benchmark:
-        benchmark_path("layer_mean", "layer-{layer}")
+        benchmark_path("hook_mean", "{hook}")
     conda:
         "../envs/model.yaml"
     script:
-        "../scripts/layer_mean.py"
+        "../scripts/hook_mean.py"

@@ -1,12 +1,17 @@
 # Feature store -> per-feature analyses. Each SAE's features are cut into analysis.feature_shards
-# shards; one job per shard computes every table's piece, and gather jobs concatenate them.
+# shards; per shard one job computes the activation tables' pieces, one the influences (SAEs on a
+# hidden_states hook) and one the neighbours, and gather jobs concatenate the pieces. Each job's
+# params hold only the settings it uses, so changing one setting reruns only its tables.
 
 
+# Influences are off the critical path (only the dashboard waits for them): lower priority than
+# the store and the analyses every later job needs.
 rule unembedding:
+    input:
+        model=MODEL_DIR,
     output:
         W_U=PATHS["unembedding"],
-    params:
-        model_path=MODEL_PATH,
+    priority: -1
     threads: 1
     resources:
         mem_mb=8000,
@@ -28,9 +33,9 @@ rule analyse_feature_shard:
         documents=PATHS["documents"],
         idf=PATHS["idf"],
     output:
-        **{piece: PATHS["shard_piece"].replace("{table}", piece) for piece in ACTIVATION_PIECES},
+        **{piece: path("shard_piece", table=piece) for piece in ACTIVATION_PIECES},
     params:
-        analysis=config["analysis"],
+        analysis={key: config["analysis"][key] for key in ACTIVATION_SETTINGS},
         n_shards=lambda wildcards: n_shards(wildcards.sae),
     threads: 1
     resources:
@@ -46,52 +51,111 @@ rule analyse_feature_shard:
         "../scripts/analyse_feature_shard.py"
 
 
-rule decoder_feature_shard:
+rule influence_shard:
     input:
         weights=PATHS["sae_weights"],
         W_U=PATHS["unembedding"],
-        by_feature=PATHS["by_feature"],
-        chunks=sae_feature_chunks,
+        tokenizer=TOKENIZER_DIR,
     output:
-        **{piece: PATHS["shard_piece"].replace("{table}", piece) for piece in DECODER_PIECES},
+        influences=path("shard_piece", table=INFLUENCE_PIECE),
+    priority: -1
     params:
-        model_path=MODEL_PATH,
         n_shards=lambda wildcards: n_shards(wildcards.sae),
         influence_k=config["analysis"]["influence_k"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        log_path("influence_shard", "{sae}/shard-{shard}"),
+    benchmark:
+        benchmark_path("influence_shard", "{sae}/shard-{shard}")
+    conda:
+        "../envs/model.yaml"
+    script:
+        "../scripts/influence_shard.py"
+
+
+# Co-activation reads every CSR chunk; they are params, not inputs, because by_feature is built
+# from all of them (so they exist, and a changed chunk reruns this through it): as inputs, 64
+# shards × 1,000 chunks would be 64,000 edges for Snakemake to resolve while it plans.
+rule neighbour_shard:
+    input:
+        weights=PATHS["sae_weights"],
+        by_feature=PATHS["by_feature"],
+    output:
+        **{piece: path("shard_piece", table=piece) for piece in NEIGHBOUR_PIECES},
+    params:
+        chunks=sae_feature_chunks,
+        n_shards=lambda wildcards: n_shards(wildcards.sae),
         neighbours=config["analysis"]["neighbours"],
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
     log:
-        log_path("decoder_feature_shard", "{sae}/shard-{shard}"),
+        log_path("neighbour_shard", "{sae}/shard-{shard}"),
     benchmark:
-        benchmark_path("decoder_feature_shard", "{sae}/shard-{shard}")
+        benchmark_path("neighbour_shard", "{sae}/shard-{shard}")
     conda:
-        "../envs/model.yaml"
+        "../envs/tables.yaml"
     script:
-        "../scripts/decoder_feature_shard.py"
+        "../scripts/neighbour_shard.py"
 
 
-rule gather_analysis:
+rule gather_table:
+    wildcard_constraints:
+        table="|".join([*ACTIVATION_TABLES, INFLUENCE_PIECE]),
     input:
-        **{piece: shard_pieces(piece) for piece in GATHERED_PIECES},
+        pieces=lambda wildcards: shard_pieces(wildcards.table)(wildcards),
     output:
-        **{table: PATHS["analysis_table"].replace("{table}", table) for table in GATHERED_TABLES},
-        neighbours=PATHS["neighbours"],
-        params=PATHS["analysis_params"],
-    params:
-        analysis=config["analysis"],
-        tables=GATHERED_TABLES,
+        table=PATHS["analysis_table"],
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
     log:
-        log_path("gather_analysis", "{sae}"),
+        log_path("gather_table", "{sae}/{table}"),
     benchmark:
-        benchmark_path("gather_analysis", "{sae}")
+        benchmark_path("gather_table", "{sae}/{table}")
     conda:
         "../envs/tables.yaml"
     script:
-        "../scripts/gather_analysis.py"
+        "../scripts/gather_table.py"
+
+
+rule gather_neighbours:
+    input:
+        **{piece: shard_pieces(piece) for piece in NEIGHBOUR_PIECES},
+    output:
+        neighbours=PATHS["neighbours"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    log:
+        log_path("gather_neighbours", "{sae}"),
+    benchmark:
+        benchmark_path("gather_neighbours", "{sae}")
+    conda:
+        "../envs/tables.yaml"
+    script:
+        "../scripts/gather_neighbours.py"
+
+
+# The record of the settings the analyses used (analysis/params.json).
+rule analysis_params:
+    output:
+        params=PATHS["analysis_params"],
+    params:
+        analysis={key: config["analysis"][key] for key in RECORDED_SETTINGS},
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    log:
+        log_path("analysis_params", "{sae}"),
+    conda:
+        "../envs/tables.yaml"
+    script:
+        "../scripts/analysis_params.py"

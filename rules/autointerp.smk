@@ -6,8 +6,10 @@ if config["autointerp"]["enabled"]:
 
     rule autointerp_prompts:
         input:
-            top=PATHS["analysis_table"].replace("{table}", "top_examples"),
-            quantile=PATHS["analysis_table"].replace("{table}", "quantile_examples"),
+            top=path("analysis_table", table="top_examples"),
+            quantile=path("analysis_table", table="quantile_examples"),
+            tokens=PATHS["tokens"],
+            documents=PATHS["documents"],
         output:
             prompts=PATHS["autointerp_prompts"],
         params:

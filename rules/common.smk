@@ -1,9 +1,8 @@
-# Config validation, the path of every artifact (each pattern written once), and input functions.
+# Config validation, the whole plan fixed at parse time (model, hooks, chunks, shards), and input
+# functions. Paths come from saeflow/paths.py, the one registry of artifact names.
 
 import re
 import sys
-
-import pyarrow.parquet as pq
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
@@ -15,49 +14,22 @@ min_version("8.0")
 # so this makes `saeflow` importable in all jobs, conda environments included.
 sys.path.insert(0, workflow.basedir)
 
-from saeflow import chunks, corpus, model  # noqa: E402
-from saeflow.config import describe_config_error, sae_width  # noqa: E402
+from saeflow import chunk_count, corpus, hook_plan, model_source  # noqa: E402
+from saeflow.config import describe_config_error, hook_config_keys, hook_specs, sae_hook, sae_width  # noqa: E402
 from saeflow.errors import SaeflowError  # noqa: E402
+from saeflow.paths import (  # noqa: E402
+    ACTIVATION_PIECES,
+    ACTIVATION_TABLES,
+    INFLUENCE_PIECE,
+    NEIGHBOUR_PIECES,
+    PATHS,
+    path,
+)
 
 try:
     validate(config, "../config.schema.yaml")
 except WorkflowError as err:
     raise WorkflowError(describe_config_error(err)) from None
-
-PATHS = {
-    "tokens": "results/corpus/tokens.parquet",
-    "documents": "results/corpus/documents.parquet",
-    "idf": "results/corpus/idf.parquet",
-    "plan": "results/activations/chunks.json",
-    "acts": "results/activations/layer-{layer}/{chunk}.zarr",
-    "mean": "results/activations/layer-{layer}/mean.safetensors",
-    "sae_weights": "results/saes/{sae}/sae_weights.safetensors",
-    "sae_cfg": "results/saes/{sae}/cfg.json",
-    "training_log": "results/saes/{sae}/training_log.parquet",
-    "eval": "results/saes/{sae}/eval.json",
-    "checkpoint": "results/saes/{sae}/checkpoint",
-    "features": "results/saes/{sae}/features/{chunk}.zarr",
-    "by_feature": "results/saes/{sae}/features/by_feature.zarr",
-    "metrics": "results/saes/metrics.parquet",
-    "unembedding": "results/model/unembedding.safetensors",
-    "shard_piece": "results/saes/{sae}/analysis/shards/{table}/shard-{shard}.parquet",
-    "analysis_table": "results/saes/{sae}/analysis/{table}.parquet",
-    "analysis_params": "results/saes/{sae}/analysis/params.json",
-    "neighbours": "results/saes/{sae}/analysis/neighbours.parquet",
-    "detection": "results/saes/{sae}/analysis/detection.parquet",
-    "unit_map": "results/saes/{sae}/units/unit_map.json",
-    "filtered": "results/saes/{sae}/units/filtered/{chunk}.zarr",
-    "thresholds": "results/saes/{sae}/units/thresholds.parquet",
-    "autointerp_prompts": "results/saes/{sae}/analysis/autointerp_prompts.jsonl",
-    "llm_labels": "results/saes/{sae}/analysis/llm_labels.parquet",
-    "dashboard": "results/dashboard.html",
-}
-
-# Pieces each feature-shard job writes, and the tables gathered from them by concatenation.
-ACTIVATION_PIECES = ["feature_stats", "histograms", "top_examples", "quantile_examples", "labels", "percentiles", "detection"]
-DECODER_PIECES = ["influences", "neighbours_cosine", "neighbours_coactivation"]
-GATHERED_TABLES = ["feature_stats", "histograms", "top_examples", "quantile_examples", "labels", "influences"]
-GATHERED_PIECES = [*GATHERED_TABLES, "neighbours_cosine", "neighbours_coactivation"]
 
 
 def log_path(stage, pattern=""):
@@ -76,24 +48,63 @@ def _checked(check):
         raise WorkflowError(str(err)) from None
 
 
-MODEL_PATH = str(_checked(lambda: model.resolve_model_path(config["model"]["path"])))
-MODEL_NAME = config["model"]["path"] or model.DEFAULT_MODEL_NAME  # as configured, for cfg.json
+# The model: a GGUF file is converted once into results/model/; a Hugging Face directory is read
+# in place. Its shape comes from config.json or the GGUF header, without loading it.
+MODEL = _checked(lambda: model_source.resolve_model_source(config["model"]["path"]))
+MODEL_DIR = PATHS["model"] if MODEL.is_gguf else str(MODEL.path)
+TOKENIZER_DIR = PATHS["tokenizer"] if MODEL.is_gguf else str(MODEL.path)
+MODEL_NAME = MODEL.name  # as configured, for cfg.json and the dashboard
+ADAPTER = config["model"]["adapter"]
+# Every model job reads the model directory (and the adapter), so a new one reruns them.
+MODEL_INPUTS = {"model": MODEL_DIR, **({"adapter": ADAPTER} if ADAPTER else {})}
+
+# Hook points (name -> spec) and their widths; module paths are checked against the model here.
+HOOKS = _checked(lambda: hook_specs(config))
+HOOK_WIDTHS = _checked(
+    lambda: hook_plan.hook_widths(MODEL, ADAPTER, HOOKS, ".snakemake/saeflow", hook_config_keys(config))
+)
+SAE_HOOK = {name: sae_hook(name, settings, HOOKS) for name, settings in config["saes"].items()}
+SAE_WIDTH = {
+    name: _checked(lambda: sae_width(name, settings, HOOK_WIDTHS[SAE_HOOK[name]]))
+    for name, settings in config["saes"].items()
+}
+
+# Chunks: how many is fixed here from the corpus's size in bytes (the plan job then balances
+# the real tokens over them), so a dry run shows every per-chunk job.
 CORPUS_FILES = _checked(lambda: corpus.resolve_sources(config["corpus"]["source"]))
-for _name, _sae in config["saes"].items():
-    _checked(lambda: model.check_layer(_sae["layer"], MODEL_PATH, key=f"saes.{_name}.layer"))
-    _checked(lambda: sae_width(_name, _sae, model.d_model(MODEL_PATH)))
+CORPUS_HAS_LABELS = _checked(
+    lambda: corpus.has_labels(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["labels_field"])
+)
+N_CHUNKS = _checked(
+    lambda: chunk_count.planned_chunk_count(
+        corpus.estimated_bytes(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["max_documents"]),
+        config["activations"]["tokens_per_chunk"],
+        config["corpus"]["max_tokens"],
+    )
+)
+CHUNK_IDS = [chunk_count.chunk_id(index) for index in range(N_CHUNKS)]
+TRAINING_CHUNK_IDS, HOLDOUT_CHUNK_ID = CHUNK_IDS[:-1], CHUNK_IDS[-1]  # the last chunk is every SAE's eval
 
 
-D_MODEL = _checked(lambda: model.d_model(MODEL_PATH))
+# The analysis settings each kind of job reads, and those params.json records.
+ACTIVATION_SETTINGS = ["top_k", "context", "bins", "histogram_scale", "percentiles", "detection_percentile",
+                       "quantile_bands", "per_band", "seed"]
+RECORDED_SETTINGS = [*ACTIVATION_SETTINGS, "influence_k", "neighbours", "feature_shards"]
 
 
 def n_shards(sae):
     """Feature shards of an SAE: analysis.feature_shards, but never more than it has features."""
-    return min(config["analysis"]["feature_shards"], sae_width(sae, config["saes"][sae], D_MODEL))
+    return min(config["analysis"]["feature_shards"], SAE_WIDTH[sae])
 
 
 def shard_ids(sae):
     return [f"{shard:03d}" for shard in range(n_shards(sae))]
+
+
+def has_influences(sae):
+    """Influences (W_dec @ W_U) are defined only for an SAE on one hidden_states hook."""
+    spec = HOOKS[SAE_HOOK[sae]]
+    return isinstance(spec, str) and spec.startswith("hidden_states.")
 
 
 def shard_pieces(table):
@@ -101,47 +112,24 @@ def shard_pieces(table):
     return lambda wildcards: expand(PATHS["shard_piece"], sae=wildcards.sae, table=table, shard=shard_ids(wildcards.sae))
 
 
-def corpus_has_labels():
-    """Whether documents carry labels (known once the corpus is tokenised, before the chunk plan)."""
-    checkpoints.plan_chunks.get()
-    return "labels" in pq.read_schema(PATHS["documents"]).names
-
-
-def sae_layers():
-    """Every layer some configured SAE reads, each once."""
-    return sorted({sae["layer"] for sae in config["saes"].values()})
-
-
-def chunk_ids(wildcards=None):
-    """The chunk ids of the plan (known once the plan_chunks checkpoint has run)."""
-    plan = checkpoints.plan_chunks.get().output.plan
-    return [chunk.id for chunk in chunks.read_plan(plan)]
-
-
-def layer_chunks(wildcards):
-    return expand(PATHS["acts"], layer=wildcards.layer, chunk=chunk_ids())
+def hook_chunks(hook, chunk_ids=CHUNK_IDS):
+    return [path("acts", hook=hook, chunk=chunk) for chunk in chunk_ids]
 
 
 def sae_training_chunks(wildcards):
-    """The activation chunks an SAE trains on: all of its layer's but the last."""
-    return expand(PATHS["acts"], layer=config["saes"][wildcards.sae]["layer"], chunk=chunk_ids()[:-1])
-
-
-def holdout_chunk_id():
-    """The last chunk of the plan, held out of training for every SAE's eval."""
-    return chunk_ids()[-1]
+    return hook_chunks(SAE_HOOK[wildcards.sae], TRAINING_CHUNK_IDS)
 
 
 def sae_holdout_chunk(wildcards):
-    return PATHS["acts"].format(layer=config["saes"][wildcards.sae]["layer"], chunk=holdout_chunk_id())
+    return path("acts", hook=SAE_HOOK[wildcards.sae], chunk=HOLDOUT_CHUNK_ID)
 
 
-def sae_layer_chunk(wildcards):
-    return PATHS["acts"].format(layer=config["saes"][wildcards.sae]["layer"], chunk=wildcards.chunk)
+def sae_hook_chunk(wildcards):
+    return path("acts", hook=SAE_HOOK[wildcards.sae], chunk=wildcards.chunk)
 
 
 def sae_feature_chunks(wildcards):
-    return expand(PATHS["features"], sae=wildcards.sae, chunk=chunk_ids())
+    return expand(PATHS["features"], sae=wildcards.sae, chunk=CHUNK_IDS)
 
 
 def autointerp_targets():
@@ -152,17 +140,22 @@ def autointerp_targets():
     return [PATHS["autointerp_prompts"], *([PATHS["llm_labels"]] if settings["endpoint"] else [])]
 
 
+def analysis_tables(sae):
+    """The gathered analysis tables of an SAE (influences only where defined)."""
+    return [*ACTIVATION_TABLES, *([INFLUENCE_PIECE] if has_influences(sae) else [])]
+
+
 def sae_targets(sae):
     """Every artifact under results/saes/<sae>/ that the workflow builds."""
     targets = [
         PATHS["by_feature"],
-        *expand(PATHS["analysis_table"], table=GATHERED_TABLES, allow_missing=True),
+        *[path("analysis_table", table=table) for table in analysis_tables(sae)],
         PATHS["neighbours"],
         PATHS["analysis_params"],
         PATHS["unit_map"],
         PATHS["thresholds"],
-        *expand(PATHS["filtered"], chunk=chunk_ids(), allow_missing=True),
-        *([PATHS["detection"]] if corpus_has_labels() else []),
+        *expand(PATHS["filtered"], chunk=CHUNK_IDS, allow_missing=True),
+        *([PATHS["detection"]] if CORPUS_HAS_LABELS else []),
         *autointerp_targets(),
     ]
     return expand(targets, sae=sae)
@@ -174,7 +167,7 @@ def run_artifacts(wildcards=None):
         PATHS["tokens"],
         PATHS["documents"],
         PATHS["idf"],
-        *expand(PATHS["mean"], layer=sae_layers()),
+        *expand(PATHS["mean"], hook=list(HOOKS)),
         PATHS["metrics"],
         *[target for sae in config["saes"] for target in sae_targets(sae)],
     ]
@@ -187,21 +180,24 @@ def final_targets(wildcards):
 
 def dashboard_inputs(wildcards):
     """Everything the dashboard reads: the corpus tables, and per artifact one list over the SAEs
-    in config order (input.<key>[i] belongs to params.saes[i])."""
+    in config order (input.<key>[i] belongs to params.saes[i]); influences only for the SAEs that
+    have them (params.influence_saes)."""
+    saes = list(config["saes"])
     per_sae = {
         "sae_cfg": PATHS["sae_cfg"],
         "eval": PATHS["eval"],
         "training_log": PATHS["training_log"],
-        **{table: PATHS["analysis_table"].replace("{table}", table) for table in GATHERED_TABLES},
+        **{table: path("analysis_table", table=table) for table in ACTIVATION_TABLES},
         "neighbours": PATHS["neighbours"],
         "analysis_params": PATHS["analysis_params"],
         "unit_map": PATHS["unit_map"],
         "thresholds": PATHS["thresholds"],
-        **({"detection": PATHS["detection"]} if corpus_has_labels() else {}),
+        **({"detection": PATHS["detection"]} if CORPUS_HAS_LABELS else {}),
     }
     inputs = {"documents": PATHS["documents"], "tokens": PATHS["tokens"]}
-    inputs.update({key: expand(pattern, sae=list(config["saes"])) for key, pattern in per_sae.items()})
+    inputs.update({key: expand(pattern, sae=saes) for key, pattern in per_sae.items()})
+    inputs["influences"] = [path("analysis_table", sae=sae, table=INFLUENCE_PIECE) for sae in saes if has_influences(sae)]
     # Not read, but asked for: `snakemake results/dashboard.html` then leaves the whole run built
-    # (layer means, filtered units, the sweep's metrics), the same set as `rule all`.
+    # (hook means, filtered units, the sweep's metrics), the same set as `rule all`.
     inputs["rest_of_run"] = run_artifacts()
     return inputs

@@ -1,22 +1,65 @@
-# Corpus -> tokens, documents and token IDF (results/corpus/).
+# Model (a GGUF file -> results/model/) and corpus -> tokens, documents and token IDF (results/corpus/).
+
+if MODEL.is_gguf:
+
+    # The tokenizer on its own, so the corpus is tokenised while the weights convert.
+    rule convert_tokenizer:
+        input:
+            gguf=str(MODEL.path),
+        output:
+            tokenizer=directory(PATHS["tokenizer"]),
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        log:
+            log_path("convert_tokenizer"),
+        benchmark:
+            benchmark_path("convert_tokenizer")
+        conda:
+            "../envs/model.yaml"
+        script:
+            "../scripts/convert_tokenizer.py"
+
+    # Once per model: transformers dequantises the GGUF weights into a float32 Hugging Face
+    # directory that every model job reads (seconds to load, against a minute for the GGUF file).
+    rule convert_model:
+        input:
+            gguf=str(MODEL.path),
+        output:
+            model=directory(PATHS["model"]),
+        # One thread: the dequantisation is numpy on one core anyway, and the other core then
+        # tokenises the corpus meanwhile.
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        log:
+            log_path("convert_model"),
+        benchmark:
+            benchmark_path("convert_model")
+        conda:
+            "../envs/model.yaml"
+        script:
+            "../scripts/convert_model.py"
 
 
 rule corpus:
     input:
-        CORPUS_FILES,
+        files=CORPUS_FILES,
+        tokenizer=TOKENIZER_DIR,
     output:
         tokens=PATHS["tokens"],
         documents=PATHS["documents"],
         idf=PATHS["idf"],
     params:
-        source=config["corpus"]["source"],
         format=config["corpus"]["format"],
         text_field=config["corpus"]["text_field"],
-        labels_field=config["corpus"]["labels_field"],
+        labels_field=config["corpus"]["labels_field"] if CORPUS_HAS_LABELS else None,
         max_documents=config["corpus"]["max_documents"],
         max_tokens=config["corpus"]["max_tokens"],
-        model_path=MODEL_PATH,
         context_len=config["model"]["context_len"],
+        prepend_bos=config["model"]["prepend_bos"],
     threads: 1
     resources:
         mem_mb=4000,

@@ -5,11 +5,14 @@ rule encode_features:
     input:
         weights=PATHS["sae_weights"],
         cfg=PATHS["sae_cfg"],
-        acts=sae_layer_chunk,
+        acts=sae_hook_chunk,
     output:
         features=directory(PATHS["features"]),
     params:
         dtype=config["features"]["dtype"],
+    # Ahead of eval and the weight-only analyses: every analysis waits for the whole store, and
+    # GPU jobs run one at a time, so eval then overlaps the analyses instead of delaying them.
+    priority: 2
     threads: 2
     resources:
         gpu=1,

@@ -1,4 +1,4 @@
-# Activation chunks -> trained SAEs (one job per configured SAE) -> held-out eval -> sweep metrics.
+# Activation chunks of each SAE's hook -> trained SAEs (one job per configured SAE) -> held-out eval -> sweep metrics.
 
 
 rule train_sae:
@@ -11,8 +11,11 @@ rule train_sae:
         training_log=PATHS["training_log"],
     params:
         settings=lambda wildcards: config["saes"][wildcards.sae],
+        hook=lambda wildcards: SAE_HOOK[wildcards.sae],
+        hook_spec=lambda wildcards: HOOKS[SAE_HOOK[wildcards.sae]],
         model_name=MODEL_NAME,
         checkpoint=lambda wildcards: PATHS["checkpoint"].format(sae=wildcards.sae),
+    priority: 2  # everything after it waits for it
     threads: 2
     resources:
         gpu=1,
@@ -35,12 +38,17 @@ rule evaluate_sae:
         holdout=sae_holdout_chunk,
         plan=PATHS["plan"],
         tokens=PATHS["tokens"],
+        **MODEL_INPUTS,
     output:
         eval=PATHS["eval"],
     params:
-        model_path=MODEL_PATH,
-        holdout_chunk=lambda wildcards: holdout_chunk_id(),
-    threads: 2
+        holdout_chunk=HOLDOUT_CHUNK_ID,
+        adapter=ADAPTER,
+        ce_sequences=config["eval"]["ce_sequences"],
+    # Right after the store's chunks, on one core: eval then runs beside the analyses (the
+    # dashboard needs both) instead of waiting for a second free core.
+    priority: 1
+    threads: 1
     resources:
         gpu=1,
         mem_mb=4000,

@@ -3,7 +3,7 @@
 
 rule unit_map:
     input:
-        stats=PATHS["analysis_table"].replace("{table}", "feature_stats"),
+        stats=path("analysis_table", table="feature_stats"),
     output:
         unit_map=PATHS["unit_map"],
     params:

@@ -1,8 +1,9 @@
-"""Capture a layer's hidden states for one chunk of sequences, and the layer's mean vector.
+"""Capture hook points for one chunk of sequences, and each hook's mean vector.
 
-Row t of a chunk is `hidden_states[layer]` of the model run on token t's sequence. Sequences are
-batched by length (longest first) and right-padded under an attention mask, so batching changes
-no row: each equals the sequence run alone, within the storage dtype's precision.
+Row t of a hook's chunk is the hook's value (see saeflow.hooks) with the model run on token t's
+sequence. Sequences are batched by length (longest first) and right-padded under an attention
+mask, so batching changes no row: each equals the sequence run alone, within the storage dtype's
+precision. All hooks of a chunk come from one forward pass per batch.
 """
 
 from __future__ import annotations
@@ -43,47 +44,52 @@ def padded_batch(token_ids: np.ndarray, seq_starts: np.ndarray, lengths: np.ndar
     return input_ids, attention_mask
 
 
-def forward_hidden_states(model, token_ids: np.ndarray, seq_starts: np.ndarray, lengths: np.ndarray,
-                          layer: int, batch_size: int, progress=None) -> np.ndarray:
-    """hidden_states[layer] for every token of the given sequences, as float32 [n_tokens, d_model]."""
+def forward_hooks(model, hooks: dict, token_ids: np.ndarray, seq_starts: np.ndarray, lengths: np.ndarray,
+                  batch_size: int, dtype: str, progress=None) -> dict[str, np.ndarray]:
+    """{name: [n_tokens, width] in `dtype`} for every token of the given sequences, one forward
+    pass per batch for all hooks; non-finite values are an error naming the hook."""
     import torch
 
+    from saeflow.hooks import capture
+
     device = next(model.parameters()).device
-    out = np.empty((len(token_ids), model.config.hidden_size), dtype=np.float32)
+    out: dict[str, np.ndarray] = {}
     with torch.inference_mode():
         for batch in length_sorted_batches(lengths, batch_size):
             input_ids, attention_mask = padded_batch(token_ids, seq_starts, lengths, batch)
-            hidden = model(
-                input_ids=input_ids.to(device),
-                attention_mask=attention_mask.to(device),
-                output_hidden_states=True,
-            ).hidden_states[layer]
-            hidden = hidden.float().cpu().numpy()
-            for row, seq in enumerate(batch):
-                start, n = seq_starts[seq], lengths[seq]
-                out[start : start + n] = hidden[row, :n]
+            values = capture(model, hooks, input_ids.to(device), attention_mask.to(device))
+            real = attention_mask.numpy().astype(bool)  # padding positions are dropped unread
+            dest = np.concatenate([np.arange(seq_starts[seq], seq_starts[seq] + lengths[seq]) for seq in batch])
+            for name, value in values.items():
+                exact = value.float().cpu().numpy()[real]
+                with np.errstate(over="ignore"):  # overflow is reported below, with its fix
+                    stored = exact.astype(dtype)
+                if not np.isfinite(stored).all():
+                    hint = " (float16 overflow: set activations.dtype to float32)" if np.isfinite(exact).all() else ""
+                    raise SaeflowError(f"hooks.{name}: the model produced non-finite activations at "
+                                       f"{hooks[name]}{hint}")
+                out.setdefault(name, np.empty((len(token_ids), stored.shape[-1]), dtype=dtype))[dest] = stored
             if progress is not None:
                 progress.update(int(lengths[batch].sum()))
     return out
 
 
-def capture_chunk(model, model_path: str, tokens_path, chunk: Chunk, layer: int, out_path,
+def capture_chunk(model, model_name: str, tokens_path, chunk: Chunk, hooks: dict, out_paths: dict,
                   batch_size: int = 32, dtype: str = "float16", progress=None) -> None:
-    """Write `chunk-NNNN.zarr` with array `acts` [n_tokens, d_model] for one chunk of the plan."""
+    """Write each hook's `chunk-NNNN.zarr` (array `acts` [n_tokens, width]) for one chunk of the
+    plan, from one forward pass per batch for all hooks."""
     if dtype not in STORE_DTYPES:
         raise SaeflowError(f"activations.dtype: {dtype!r} is not one of {STORE_DTYPES}")
     rows = read_token_rows(tokens_path, chunk.token_start, chunk.token_stop, ["seq", "token_id"])
     seq_starts = np.flatnonzero(np.diff(rows["seq"], prepend=-1))
     lengths = np.diff(np.append(seq_starts, len(rows["seq"])))
-    acts = forward_hidden_states(model, rows["token_id"], seq_starts, lengths, layer, batch_size, progress)
-    stored = acts.astype(dtype)
-    if not np.isfinite(stored).all():
-        hint = " (float16 overflow: set activations.dtype to float32)" if np.isfinite(acts).all() else ""
-        raise SaeflowError(f"{out_path}: the model produced non-finite activations at layer {layer}{hint}")
-    attrs = {"model": str(model_path), "layer": layer, "token_start": chunk.token_start, "dtype": dtype}
-    with storage.ZarrChunkWriter(out_path, attrs) as store:
-        store.create("acts", stored.shape, dtype)[:] = stored
-    log.info("%s: %d tokens, %d sequences, layer %d, %s", chunk.id, chunk.n_tokens, len(lengths), layer, dtype)
+    acts = forward_hooks(model, hooks, rows["token_id"], seq_starts, lengths, batch_size, dtype, progress)
+    for name, spec in hooks.items():
+        attrs = {"model": model_name, "hook": spec, "token_start": chunk.token_start, "dtype": dtype}
+        with storage.ZarrChunkWriter(out_paths[name], attrs) as store:
+            store.create("acts", acts[name].shape, dtype)[:] = acts[name]
+    log.info("%s: %d tokens, %d sequences, hooks %s, %s", chunk.id, chunk.n_tokens, len(lengths),
+             ", ".join(hooks), dtype)
 
 
 def iter_chunk_rows(chunk_path, rows_per_read: int = _ROWS_PER_READ) -> Iterator[np.ndarray]:
@@ -103,7 +109,7 @@ def iter_chunk_rows(chunk_path, rows_per_read: int = _ROWS_PER_READ) -> Iterator
         yield block
 
 
-def layer_mean(chunk_paths: list, out_path) -> np.ndarray:
+def hook_mean(chunk_paths: list, out_path) -> np.ndarray:
     """Mean over all rows of all chunks as stored, accumulated in float64; writes mean.safetensors."""
     total, n_tokens = None, 0
     for path in chunk_paths:

@@ -3,8 +3,10 @@ OpenAI-compatible endpoint is configured) the labels it returns.
 
 Prompts come from `top_examples.parquet` and `quantile_examples.parquet`, streamed in batches:
 both tables are sorted by feature, so one feature's rows are contiguous and a merge walks them in
-step. Labelling sends one chat-completions request per feature, sequentially, and keeps going
-past a failed feature; it gives up only when the endpoint looks unreachable or misconfigured.
+step, keeping only the examples the prompts show. Each excerpt is the document's text as written,
+rebuilt from the corpus tables (see window_text.py), read once for all of them. Labelling sends
+one chat-completions request per feature, sequentially, and keeps going past a failed feature; it
+gives up only when the endpoint looks unreachable or misconfigured.
 """
 
 from __future__ import annotations
@@ -26,18 +28,21 @@ import pyarrow.parquet as pq
 
 from saeflow import storage
 from saeflow.errors import SaeflowError
+from saeflow.window_text import window_pieces
 
 log = logging.getLogger(__name__)
 
-EXAMPLE_COLUMNS = ["feature", "rank", "activation", "tokens", "acts"]
+EXAMPLE_COLUMNS = ["feature", "rank", "activation", "seq", "pos", "acts"]
 LABEL_SCHEMA = pa.schema([("feature", pa.int64()), ("label", pa.string()), ("model", pa.string()),
                           ("error", pa.string())])
 MAX_LABEL_WORDS = 8
 SYSTEM_PROMPT = (
     "You label the features of a sparse autoencoder trained on a language model's activations. "
-    "You see text excerpts on which one feature fires. Each excerpt shows its tokens separated by "
-    "spaces, exactly as the tokenizer decoded them, with the token where the feature is strongest "
-    "marked << >>; the number before an excerpt is the feature's activation there. "
+    "You see text excerpts on which one feature fires. Each excerpt follows a header line "
+    "'Excerpt N (activation A):', A being the feature's activation at the token where it is "
+    "strongest, and is the text exactly as written, line breaks included, with that token marked "
+    "<< >>. Special tokens the model sees besides the text (such as [CLS], [SEP] or a BOS) appear "
+    "as their token strings. "
     f"Answer with a short label of at most {MAX_LABEL_WORDS} words saying what the feature detects, "
     "and nothing else."
 )
@@ -94,41 +99,58 @@ def spread_over_bands(rows: list[dict], cap: int) -> list[dict]:
     return sorted(picked, key=lambda row: (-row["band"], row["rank"]))
 
 
-def excerpt(row: dict) -> str:
-    """The example's tokens verbatim, joined by spaces, the token at `pos` marked.
-
-    That token is the window's first largest act (as the dashboard finds it): the window holds
-    pos and the tokens before it, and pos is the sequence's first token reaching the max.
-    """
-    tokens = list(row["tokens"])
-    at = int(np.argmax(row["acts"]))
-    tokens[at] = f"<<{tokens[at]}>>"
-    return " ".join(tokens)
+def excerpt(pieces: list[str], at: int) -> str:
+    """A window's text from its token pieces, the piece of token `at` marked << >> (the whitespace
+    before its text left outside the marks)."""
+    piece = pieces[at]
+    text = piece.lstrip() or piece
+    return "".join(pieces[:at]) + f"{piece[: len(piece) - len(text)]}<<{text}>>" + "".join(pieces[at + 1 :])
 
 
 def prompt_messages(top: list[dict], banded: list[dict]) -> list[dict]:
-    """Chat-completions messages asking for one feature's label."""
+    """Chat-completions messages asking for one feature's label; each row carries its `excerpt`."""
     lines = ["Excerpts where the feature fires most strongly:"]
-    lines += [f"{row['activation']:.3g}: {excerpt(row)}" for row in top]
+    lines += [f"Excerpt {n} (activation {row['activation']:.3g}):\n{row['excerpt']}" for n, row in enumerate(top, 1)]
     if banded:
         lines += ["", "Excerpts sampled across its activation range (band 0 is the weakest):"]
-        lines += [f"band {row['band']}, {row['activation']:.3g}: {excerpt(row)}" for row in banded]
+        lines += [f"Excerpt {n} (band {row['band']}, activation {row['activation']:.3g}):\n{row['excerpt']}"
+                  for n, row in enumerate(banded, len(top) + 1)]
     lines += ["", f"Label this feature in at most {MAX_LABEL_WORDS} words."]
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(lines)}]
 
 
-def write_prompts(top_path, quantile_path, out_path, examples: int, quantile_examples: int) -> int:
+def _add_excerpts(features: list[tuple[int, list[dict], list[dict]]], tokens_path, documents_path) -> None:
+    """Give every row its `excerpt`, the text of all windows read from the corpus tables at once.
+
+    A row's window holds pos and the tokens around it, and pos is its first token at the max, so
+    the window starts at pos − (first argmax of its acts), as the dashboard finds it too.
+    """
+    rows = [row for _, top, banded in features for row in (*top, *banded)]
+    if not rows:
+        return
+    at = [int(np.argmax(row["acts"])) for row in rows]
+    length = np.array([len(row["acts"]) for row in rows], dtype=np.int64)
+    pieces, _ = window_pieces(tokens_path, documents_path, [row["seq"] for row in rows],
+                              [row["pos"] - a for row, a in zip(rows, at)], length)
+    first = np.concatenate([[0], np.cumsum(length)]).tolist()
+    for i, row in enumerate(rows):
+        row["excerpt"] = excerpt(pieces[first[i] : first[i + 1]].to_pylist(), at[i])
+
+
+def write_prompts(top_path, quantile_path, tokens_path, documents_path, out_path, examples: int,
+                  quantile_examples: int) -> int:
     """autointerp_prompts.jsonl: one {"feature", "messages"} line per feature with top examples."""
-    n = 0
+    features = [(feature, sorted(top, key=lambda row: row["rank"])[:examples],
+                 spread_over_bands(banded, quantile_examples))
+                for feature, top, banded in feature_examples(top_path, quantile_path)]
+    _add_excerpts(features, tokens_path, documents_path)
     with storage.atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as out:
-        for feature, top, banded in feature_examples(top_path, quantile_path):
-            top = sorted(top, key=lambda row: row["rank"])[:examples]
-            messages = prompt_messages(top, spread_over_bands(banded, quantile_examples))
+        for feature, top, banded in features:
             # ensure_ascii=False keeps corpus text readable; JSON escaping alone keeps each record one line.
-            out.write(json.dumps({"feature": feature, "messages": messages}, ensure_ascii=False) + "\n")
-            n += 1
-    log.info("wrote prompts for %d features", n)
-    return n
+            out.write(json.dumps({"feature": feature, "messages": prompt_messages(top, banded)},
+                                 ensure_ascii=False) + "\n")
+    log.info("wrote prompts for %d features", len(features))
+    return len(features)
 
 
 def count_prompts(path, max_features: int | None = None) -> int:

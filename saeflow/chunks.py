@@ -1,7 +1,9 @@
 """The chunk plan: how the token index range is cut into chunks of whole sequences.
 
-Every per-chunk artifact (activations of each layer, each SAE's sparse features) uses the same
-plan, `results/activations/chunks.json`, so chunk c means the same token rows everywhere.
+Every per-chunk artifact (activations of each hook, each SAE's sparse features) uses the same
+plan, `results/activations/chunks.json`, so chunk c means the same token rows everywhere. The
+number of chunks is fixed while the workflow plans, from the corpus's size in bytes, so a dry run
+lists every per-chunk job before anything is tokenised; the plan then balances real tokens.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from saeflow import storage
+from saeflow.chunk_count import chunk_id
 from saeflow.errors import SaeflowError
 
 
@@ -28,10 +31,6 @@ class Chunk:
         return self.token_start + self.n_tokens
 
 
-def chunk_id(index: int) -> str:
-    return f"chunk-{index:04d}"
-
-
 def sequence_lengths(tokens_path) -> np.ndarray:
     """Tokens per sequence, streamed from the `seq` column (sequences are numbered 0.. in order)."""
     counts = np.zeros(0, dtype=np.int64)
@@ -43,35 +42,32 @@ def sequence_lengths(tokens_path) -> np.ndarray:
     return counts
 
 
-def plan_chunks(seq_lengths: np.ndarray, tokens_per_chunk: int) -> list[Chunk]:
-    """Greedily pack whole sequences into chunks of at most `tokens_per_chunk` tokens.
+def plan_chunks(seq_lengths: np.ndarray, n_chunks: int) -> list[Chunk]:
+    """Cut the sequences, in order, into `n_chunks` runs of whole sequences with about equal tokens."""
+    n_seqs = len(seq_lengths)
+    if n_seqs < n_chunks:
+        raise SaeflowError(
+            f"activations.tokens_per_chunk: the corpus has {n_seqs} sequences, fewer than the {n_chunks} "
+            "chunks planned from its size; raise activations.tokens_per_chunk (or use a larger corpus)"
+        )
+    cumulative = np.cumsum(seq_lengths)
+    targets = cumulative[-1] * np.arange(1, n_chunks) / n_chunks
+    ends = np.searchsorted(cumulative, targets, side="left") + 1
+    previous = 0
+    for i in range(n_chunks - 1):
+        # At least one sequence per chunk, and one left for each chunk after.
+        ends[i] = previous = min(max(ends[i], previous + 1), n_seqs - (n_chunks - 1 - i))
+    bounds = np.concatenate([[0], ends, [n_seqs]]).astype(np.int64)
+    token_bounds = np.concatenate([[0], cumulative])[bounds]
+    return [
+        Chunk(chunk_id(i), int(token_bounds[i]), int(token_bounds[i + 1] - token_bounds[i]),
+              int(bounds[i]), int(bounds[i + 1] - bounds[i]))
+        for i in range(n_chunks)
+    ]
 
-    A sequence longer than the budget gets a chunk of its own.
-    """
-    if tokens_per_chunk < 1:
-        raise SaeflowError("activations.tokens_per_chunk: must be at least 1")
-    chunks: list[Chunk] = []
-    seq_start = token_start = 0
-    n_tokens = 0
-    for seq, length in enumerate(seq_lengths.tolist()):
-        if n_tokens and n_tokens + length > tokens_per_chunk:
-            chunks.append(Chunk(chunk_id(len(chunks)), token_start, n_tokens, seq_start, seq - seq_start))
-            seq_start, token_start, n_tokens = seq, token_start + n_tokens, 0
-        n_tokens += length
-    if n_tokens:
-        chunks.append(Chunk(chunk_id(len(chunks)), token_start, n_tokens, seq_start, len(seq_lengths) - seq_start))
-    return chunks
 
-
-def write_plan(path, chunks: list[Chunk], tokens_per_chunk: int) -> None:
-    storage.write_json(
-        path,
-        {
-            "tokens_per_chunk": tokens_per_chunk,
-            "n_tokens": sum(c.n_tokens for c in chunks),
-            "chunks": [c.__dict__ for c in chunks],
-        },
-    )
+def write_plan(path, chunks: list[Chunk]) -> None:
+    storage.write_json(path, {"n_tokens": sum(c.n_tokens for c in chunks), "chunks": [c.__dict__ for c in chunks]})
 
 
 def read_plan(path) -> list[Chunk]:

@@ -34,11 +34,53 @@ def describe_config_error(err: BaseException) -> str:
 
 
 def sae_width(name: str, settings: dict, d_in: int) -> int:
-    """d_sae from the config: `d_sae` if given, else `expansion` × d_model; k must stay below it."""
-    d_sae = settings.get("d_sae") or int(round(settings.get("expansion", 8) * d_in))
+    """d_sae from the config: `d_sae` if given, else `expansion` × the hook's width; k must stay below it."""
+    d_sae = settings["d_sae"] or int(round(settings["expansion"] * d_in))
     if settings["k"] >= d_sae:
         raise SaeflowError(
             f"saes.{name}.k: k={settings['k']} must be smaller than d_sae={d_sae}; lower k or raise "
             f"saes.{name}.expansion / d_sae"
         )
     return d_sae
+
+
+def layer_hook_name(layer: int) -> str:
+    """The hook name of the shorthand `layer: L` (= hidden_states.L)."""
+    return f"layer-{layer}"
+
+
+def sae_hook(name: str, settings: dict, hooks: dict) -> str:
+    """The hook point an SAE reads: `hook` (a key of hooks:) or the `layer` shorthand."""
+    if "hook" in settings:
+        if settings["hook"] not in hooks:
+            raise SaeflowError(
+                f"saes.{name}.hook: {settings['hook']!r} is not a key of hooks: (known: "
+                f"{', '.join(hooks) or 'none'}); add it under hooks: or use `layer: L`"
+            )
+        return settings["hook"]
+    return layer_hook_name(settings["layer"])
+
+
+def hook_specs(config: dict) -> dict:
+    """Every hook point the run captures, name -> spec: those of `hooks:`, then each SAE's
+    `layer: L` shorthand (hidden_states.L), each once, in config order."""
+    hooks = dict(config["hooks"])
+    for name, settings in config["saes"].items():
+        if "layer" not in settings:
+            continue
+        hook, spec = layer_hook_name(settings["layer"]), f"hidden_states.{settings['layer']}"
+        if hooks.setdefault(hook, spec) != spec:
+            raise SaeflowError(
+                f"hooks.{hook}: the name {hook} is the shorthand of saes.{name}.layer (hidden_states."
+                f"{settings['layer']}) but hooks: gives it {hooks[hook]!r}; rename that hook"
+            )
+    for name, settings in config["saes"].items():
+        sae_hook(name, settings, hooks)
+    return hooks
+
+
+def hook_config_keys(config: dict) -> dict:
+    """hook name -> the config key that asks for it, for error messages."""
+    keys = {f"layer-{settings['layer']}": f"saes.{name}.layer"
+            for name, settings in reversed(config["saes"].items()) if "layer" in settings}
+    return keys | {name: f"hooks.{name}" for name in config["hooks"]}

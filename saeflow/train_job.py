@@ -33,8 +33,8 @@ class TrainOutputs:
     checkpoint: Path
 
 
-def check_chunks(chunk_paths: list, layer: int, name: str) -> int:
-    """The chunks' d_model, after checking that they hold the SAE's layer."""
+def check_chunks(chunk_paths: list, hook: str, hook_spec, name: str) -> int:
+    """The chunks' width, after checking that they hold the SAE's hook."""
     if not chunk_paths:
         raise SaeflowError(
             f"saes.{name}: no training chunk; the last activation chunk is held out for eval, so "
@@ -43,10 +43,10 @@ def check_chunks(chunk_paths: list, layer: int, name: str) -> int:
     widths = set()
     for path in chunk_paths:
         group = storage.open_zarr_group(path)
-        if group.attrs.get("layer") != layer:
+        if group.attrs.get("hook") != hook_spec:
             raise SaeflowError(
-                f"{path}: holds layer {group.attrs.get('layer')}, but saes.{name}.layer is {layer}; "
-                "capture that layer (it is captured for every layer an SAE names) and retrain"
+                f"{path}: holds hook {group.attrs.get('hook')!r}, but saes.{name} reads {hook} = {hook_spec!r}; "
+                "delete the chunk and rerun the workflow to recapture it"
             )
         widths.add(group["acts"].shape[1])
     return widths.pop()
@@ -54,24 +54,23 @@ def check_chunks(chunk_paths: list, layer: int, name: str) -> int:
 
 def train_config(settings: dict, d_sae: int) -> TrainConfig:
     train_tokens = settings["train_tokens"]
-    dead_tokens = settings.get("dead_tokens") or min(10_000_000, max(settings["batch_size"], train_tokens // 10))
+    dead_tokens = settings["dead_tokens"] or min(10_000_000, max(settings["batch_size"], train_tokens // 10))
     return TrainConfig(
-        k=settings["k"], d_sae=d_sae, total_tokens=train_tokens, lr=settings.get("lr"),
-        batch_size=settings["batch_size"], dead_tokens=dead_tokens, aux_k=settings.get("aux_k"),
+        k=settings["k"], d_sae=d_sae, total_tokens=train_tokens, lr=settings["lr"],
+        batch_size=settings["batch_size"], dead_tokens=dead_tokens, aux_k=settings["aux_k"],
         aux_coeff=settings["aux_coeff"], max_grad_norm=settings["max_grad_norm"],
         encoding=settings["encoding"], seed=settings["seed"], b_dec_init=settings["b_dec_init"],
         checkpoint_every=settings["checkpoint_every"], log_every=settings["log_every"],
     )
 
 
-def train_sae_job(name: str, settings: dict, chunk_paths: list, tokens_path, model_name: str,
-                  outputs: TrainOutputs, device: str = "cpu", progress=None,
+def train_sae_job(name: str, settings: dict, hook: str, hook_spec, chunk_paths: list, tokens_path,
+                  model_name: str, outputs: TrainOutputs, device: str = "cpu", progress=None,
                   stop_after_steps: int | None = None) -> None:
     """Train on `chunk_paths` (special-token rows left out where settings say so); write the SAE
     folder and training_log.parquet, then drop the checkpoint. With stop_after_steps (a test
     hook) it stops there as if killed: checkpoint kept, nothing written."""
-    layer = settings["layer"]
-    d_in = check_chunks(chunk_paths, layer, name)
+    d_in = check_chunks(chunk_paths, hook, hook_spec, name)
     d_sae = sae_width(name, settings, d_in)
     cfg = train_config(settings, d_sae)
     excluded = ([special_row_offsets(path, tokens_path) for path in chunk_paths]
@@ -80,8 +79,8 @@ def train_sae_job(name: str, settings: dict, chunk_paths: list, tokens_path, mod
     # The stream's first batches (special tokens already out) scale the input and place b_dec.
     init_sample = np.concatenate(list(islice(source(0), max(1, _INIT_SAMPLE_ROWS // cfg.batch_size))))
     scale = unit_mean_squared_norm_scale(init_sample)
-    log.info("%s: layer %d, d_in %d, d_sae %d, k %d, %d steps of %d tokens, input scale %.4g, %s encoding",
-             name, layer, d_in, d_sae, cfg.k, cfg.total_steps, cfg.batch_size, scale, cfg.encoding)
+    log.info("%s: hook %s, d_in %d, d_sae %d, k %d, %d steps of %d tokens, input scale %.4g, %s encoding",
+             name, hook, d_in, d_sae, cfg.k, cfg.total_steps, cfg.batch_size, scale, cfg.encoding)
 
     sae, log_rows = train_sae(source, d_in, cfg, init_sample=init_sample, input_scale=scale,
                               checkpoint_dir=outputs.checkpoint, stop_after_steps=stop_after_steps,
@@ -89,8 +88,9 @@ def train_sae_job(name: str, settings: dict, chunk_paths: list, tokens_path, mod
     if stop_after_steps is not None and stop_after_steps < cfg.total_steps:
         return
     sae.save(outputs.directory, {
-        "name": name, "model": model_name, "hook": f"layer-{layer}", "hook_spec": f"hidden_states.{layer}",
-        "layer": layer, "seed": cfg.seed, "train_tokens": cfg.total_tokens, "input_scale": scale,
+        "name": name, "model": model_name, "hook": hook, "hook_spec": hook_spec,
+        **({"layer": settings["layer"]} if "layer" in settings else {}),
+        "seed": cfg.seed, "train_tokens": cfg.total_tokens, "input_scale": scale,
         "exclude_special_tokens": settings["exclude_special_tokens"],
     })
     storage.write_parquet(outputs.training_log, {c: [row[c] for row in log_rows] for c in LOG_COLUMNS},

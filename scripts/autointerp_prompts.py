@@ -2,7 +2,8 @@
 from saeflow import autointerp, jobs
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake)
+i = snakemake.input
 
 jobs.run_job(snakemake.log[0], lambda: autointerp.write_prompts(
-    snakemake.input.top, snakemake.input.quantile, snakemake.output.prompts,
+    i.top, i.quantile, i.tokens, i.documents, snakemake.output.prompts,
     examples=snakemake.params.examples, quantile_examples=snakemake.params.quantile_examples))

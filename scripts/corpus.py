@@ -6,15 +6,13 @@ p = snakemake.params
 
 
 def main():
-    tokenizer = model.load_tokenizer(model.resolve_model_path(p.model_path))
-    documents = corpus.iter_documents(
-        corpus.resolve_sources(p.source), p.format, p.text_field, p.labels_field
-    )
+    tokenizer = model.load_tokenizer(snakemake.input.tokenizer)
+    documents = corpus.iter_documents(list(snakemake.input.files), p.format, p.text_field, p.labels_field)
     with jobs.progress(None, "documents", "doc") as bar:
         sequences.tokenize_corpus(
             documents, tokenizer, p.context_len,
             snakemake.output.tokens, snakemake.output.documents, snakemake.output.idf,
-            max_documents=p.max_documents, max_tokens=p.max_tokens, progress=bar,
+            max_documents=p.max_documents, max_tokens=p.max_tokens, prepend_bos=p.prepend_bos, progress=bar,
         )
 
 

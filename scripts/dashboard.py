@@ -1,17 +1,15 @@
-"""Build results/dashboard.html from the analysis artifacts of every SAE of the run."""
-from pathlib import Path
-
+"""Build results/dashboard.html from the corpus tables and the artifacts of every SAE of the run."""
 from saeflow import jobs
 from saeflow.dashboard import build_dashboard
+from saeflow.dashboard.artifacts import from_inputs
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake)
-i, p = snakemake.input, snakemake.params
 
 
 def main():
-    # input.<artifact> lists follow params.saes; an SAE's directory holds its cfg.json.
-    saes = [{"name": name, "dir": str(Path(cfg).parent)} for name, cfg in zip(p.saes, i.sae_cfg)]
-    run = {"model": p.model, "corpus_documents": i.documents, "corpus_tokens": i.tokens}
+    # Per-SAE inputs are lists that follow params.saes (influences: params.influence_saes).
+    p = snakemake.params
+    run, saes = from_inputs(dict(snakemake.input.items()), p.model, p.saes, p.influence_saes)
     build_dashboard(snakemake.output.html, run, saes)
 
 

@@ -13,8 +13,9 @@ def main():
     torch.set_num_threads(snakemake.threads)
     holdout = chunks.find_chunk(i.plan, p.holdout_chunk)
     device = model.pick_device(snakemake.config["model"]["device"])
-    evaluate.evaluate_sae_job(Path(i.weights).parent, i.holdout, holdout, i.tokens, p.model_path,
-                              snakemake.output.eval, device=device)
+    evaluate.evaluate_sae_job(Path(i.weights).parent, i.holdout, holdout, i.tokens, i.model,
+                              snakemake.output.eval, device=device, adapter=p.adapter,
+                              ce_sequences=p.ce_sequences)
 
 
 jobs.run_job(snakemake.log[0], main)

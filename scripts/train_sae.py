@@ -17,7 +17,7 @@ def main():
     device = model.pick_device(snakemake.config["model"]["device"])
     steps = settings["train_tokens"] // settings["batch_size"]
     with jobs.progress(steps, snakemake.wildcards.sae, "step") as bar:
-        train_job.train_sae_job(snakemake.wildcards.sae, settings, list(snakemake.input.chunks),
+        train_job.train_sae_job(snakemake.wildcards.sae, settings, p.hook, p.hook_spec, list(snakemake.input.chunks),
                                 snakemake.input.tokens, p.model_name, outputs, device=device,
                                 progress=lambda step, total, row: bar.update(1))
 

@@ -16,7 +16,7 @@ def tiny_lm(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def minilm() -> Path:
-    """The packaged all-MiniLM-L6-v2 (the default model): a BERT encoder with [CLS] … [SEP]."""
-    from saeflow.model import default_model_path
+    """The packaged all-MiniLM-L6-v2 (presets/minilm.yaml): a BERT encoder with [CLS] … [SEP]."""
+    from saeflow.model_source import packaged_path
 
-    return default_model_path()
+    return packaged_path("all-MiniLM-L6-v2")

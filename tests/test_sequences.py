@@ -10,6 +10,7 @@ from saeflow.chunks import read_token_rows
 from saeflow.corpus import Document
 from saeflow.errors import SaeflowError
 from saeflow.model import load_tokenizer
+from saeflow import sequences
 from saeflow.sequences import tokenize_corpus
 
 TEXTS = [
@@ -60,7 +61,17 @@ def test_tokens_table_matches_a_plain_python_oracle(tmp_path, tokenizer_and_wrap
     assert summary["n_tokens"] == len(tokens) and summary["skipped_documents"] == 1
     assert [d["source"] for d in documents] == ["doc0", "doc2", "doc3"]
     assert [d["n_tokens"] for d in documents] == [sum(r["doc"] == d for r in tokens) for d in range(3)]
+    assert [d["text"] for d in documents] == [TEXTS[0], TEXTS[2], TEXTS[3]]  # exactly as read, what spans index
     assert "labels" not in documents[0]
+
+
+def test_documents_stream_in_batches(tmp_path, minilm, monkeypatch):
+    monkeypatch.setattr(sequences, "_FLUSH_TOKENS", 20)  # a write every few documents
+    texts = [f"Document {i}: caf\u00e9\n\n" + "word " * i for i in range(12)]
+    _, tokens, documents, _ = run(tmp_path, load_tokenizer(minilm), texts=texts)
+    assert pq.ParquetFile(tmp_path / "documents.parquet").metadata.num_row_groups > 1
+    assert [(d["doc"], d["text"]) for d in documents] == list(enumerate(texts))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["documents.parquet", "idf.parquet", "tokens.parquet"]
 
 
 def test_sequences_stay_within_one_document_and_decode_back(tmp_path, tokenizer_and_wrap):
@@ -139,6 +150,7 @@ def test_labels_column_only_when_the_corpus_has_labels(tmp_path, tiny_lm):
     paths = [tmp_path / n for n in ("t.parquet", "d.parquet", "i.parquet")]
     tokenize_corpus(docs, tokenizer, 16, *paths)
     assert pq.read_table(paths[1]).column("labels").to_pylist() == [["x", "y"], []]
+    assert pq.read_table(paths[1]).column_names == ["doc", "source", "n_tokens", "labels", "text"]
 
 
 def test_empty_corpus_fails_and_leaves_nothing(tmp_path, tiny_lm, caplog):

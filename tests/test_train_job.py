@@ -14,13 +14,14 @@ from saeflow.train_job import TrainOutputs, check_chunks, train_sae_job
 
 SETTINGS = {"layer": 1, "expansion": 4, "k": 3, "seed": 0, "train_tokens": 640, "batch_size": 64,
             "lr": None, "b_dec_init": "mean", "dead_tokens": None, "aux_k": None, "aux_coeff": 1 / 32,
-            "max_grad_norm": 1.0, "encoding": "threshold", "exclude_special_tokens": True,
+            "max_grad_norm": 1.0, "d_sae": None, "encoding": "threshold", "exclude_special_tokens": True,
             "shuffle_buffer_tokens": 128, "checkpoint_every": 5, "log_every": 2}
+HOOK = ("layer-1", "hidden_states.1")  # the hook's name and spec, as the workflow passes them
 ROWS = 100
 SPECIAL_EVERY = 10  # rows 0, 10, 20, ... of the corpus are special tokens (a BOS per sequence)
 
 
-def write_chunks(tmp_path, n_chunks=3, rows=ROWS, d=8, layer=1, poison=None):
+def write_chunks(tmp_path, n_chunks=3, rows=ROWS, d=8, hook="hidden_states.1", poison=None):
     """Activation chunks whose special-token rows are huge (1e3), as BOS rows often are."""
     rng = np.random.default_rng(0)
     paths = []
@@ -30,7 +31,7 @@ def write_chunks(tmp_path, n_chunks=3, rows=ROWS, d=8, layer=1, poison=None):
         if poison == i:
             acts[7, 2] = np.nan
         path = tmp_path / f"chunk-{i:04d}.zarr"
-        with ZarrChunkWriter(path, {"token_start": i * rows, "layer": layer, "dtype": "float16"}) as store:
+        with ZarrChunkWriter(path, {"token_start": i * rows, "hook": hook, "dtype": "float16"}) as store:
             store.create("acts", acts.shape, "float16")[:] = acts
         paths.append(path)
     return paths
@@ -52,9 +53,9 @@ def test_train_writes_the_artifacts_and_resumes_after_a_kill(tmp_path, minilm):
     paths, tokens = write_chunks(tmp_path), write_tokens(tmp_path)
     out = outputs(tmp_path)
     # Killed at step 7, two steps after the checkpoint of step 5.
-    train_sae_job("s", SETTINGS, paths[:2], tokens, "org/model", out, stop_after_steps=7)
+    train_sae_job("s", SETTINGS, *HOOK, paths[:2], tokens, "org/model", out, stop_after_steps=7)
     assert (out.checkpoint / "checkpoint.json").exists() and not (out.directory / "cfg.json").exists()
-    train_sae_job("s", SETTINGS, paths[:2], tokens, "org/model", out)
+    train_sae_job("s", SETTINGS, *HOOK, paths[:2], tokens, "org/model", out)
     cfg = json.loads((out.directory / "cfg.json").read_text())
     assert {key: cfg[key] for key in ("name", "d_in", "d_sae", "k", "architecture", "trained_as", "encoding",
                                       "model", "hook", "hook_spec", "seed")} == {
@@ -71,7 +72,7 @@ def test_train_writes_the_artifacts_and_resumes_after_a_kill(tmp_path, minilm):
     assert not out.checkpoint.exists()
 
     fresh = outputs(tmp_path / "fresh")
-    train_sae_job("s", SETTINGS, paths[:2], tokens, "org/model", fresh)
+    train_sae_job("s", SETTINGS, *HOOK, paths[:2], tokens, "org/model", fresh)
     assert (fresh.directory / "sae_weights.safetensors").read_bytes() == (out.directory / "sae_weights.safetensors").read_bytes()
 
     # Held-out eval reads the saved SAE and leaves out the held-out chunk's special rows too.
@@ -85,27 +86,28 @@ def test_train_writes_the_artifacts_and_resumes_after_a_kill(tmp_path, minilm):
 def test_special_tokens_stay_in_when_configured(tmp_path):
     paths, tokens = write_chunks(tmp_path), write_tokens(tmp_path)
     out = outputs(tmp_path)
-    train_sae_job("s", {**SETTINGS, "exclude_special_tokens": False}, paths[:2], tokens, "org/model", out)
+    train_sae_job("s", {**SETTINGS, "exclude_special_tokens": False}, *HOOK, paths[:2], tokens, "org/model", out)
     assert json.loads((out.directory / "cfg.json").read_text())["input_scale"] < 0.01
 
 
 def test_width_and_k_checks_name_the_key():
-    assert sae_width("a", {"expansion": 2, "k": 4}, 32) == 64
+    assert sae_width("a", {"d_sae": None, "expansion": 2, "k": 4}, 32) == 64
     assert sae_width("a", {"d_sae": 100, "expansion": 2, "k": 4}, 32) == 100
     with pytest.raises(SaeflowError, match=r"saes\.a\.k: k=64 must be smaller than d_sae=64"):
-        sae_width("a", {"expansion": 2, "k": 64}, 32)
+        sae_width("a", {"d_sae": None, "expansion": 2, "k": 64}, 32)
 
 
 def test_bad_chunks_are_named(tmp_path):
-    with pytest.raises(SaeflowError, match=r"chunk-0000\.zarr: holds layer 2, but saes\.s\.layer is 1"):
-        check_chunks(write_chunks(tmp_path / "a", layer=2), 1, "s")
+    with pytest.raises(SaeflowError, match=r"chunk-0000\.zarr: holds hook 'hidden_states.2', but saes\.s reads "
+                                           r"layer-1 = 'hidden_states.1'"):
+        check_chunks(write_chunks(tmp_path / "a", hook="hidden_states.2"), *HOOK, "s")
     with pytest.raises(SaeflowError, match=r"no training chunk.*tokens_per_chunk"):
-        check_chunks([], 1, "s")
+        check_chunks([], *HOOK, "s")
     with pytest.raises(SaeflowError, match=r"chunk-0005\.zarr: Zarr store not found"):
-        check_chunks([*write_chunks(tmp_path / "c"), tmp_path / "c/chunk-0005.zarr"], 1, "s")
+        check_chunks([*write_chunks(tmp_path / "c"), tmp_path / "c/chunk-0005.zarr"], *HOOK, "s")
     paths = write_chunks(tmp_path / "d", poison=0)
     with pytest.raises(SaeflowError, match=r"chunk-0000\.zarr: non-finite activation .* row 7"):
-        train_sae_job("s", SETTINGS, paths, write_tokens(tmp_path / "d"), "org/model", outputs(tmp_path / "d"))
+        train_sae_job("s", SETTINGS, *HOOK, paths, write_tokens(tmp_path / "d"), "org/model", outputs(tmp_path / "d"))
 
 
 def test_metrics_gather_one_row_per_sae(tmp_path):

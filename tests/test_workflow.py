@@ -91,18 +91,75 @@ def test_second_run_has_nothing_to_do(finished_run, tiny_lm):
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_dry_run_plans_one_job_per_chunk_and_a_new_layer_reruns_only_its_part(finished_run):
-    workdir, config = finished_run
-    n_chunks = len(json.loads((workdir / "results/activations/chunks.json").read_text())["chunks"])
-    new_layer = dict(config, saes={**config["saes"], "tiny": {**config["saes"]["tiny"], "layer": 0}})
-    result = run_snakemake(workdir, new_layer, "-n")
+def test_a_fresh_dry_run_lists_every_job_of_the_run(tiny_lm, tmp_path):
+    """No checkpoint: before anything exists, -n shows every per-chunk and per-shard job."""
+    source = write_corpus(tmp_path / "corpus")
+    config = tiny_config(tiny_lm, source, activations__tokens_per_chunk=60)
+    n_bytes = sum(len(text.encode()) for text in DOCS.values())
+    n_chunks = -(-n_bytes // 4 // 60)  # the planned count: 4 bytes per token
+    result = run_snakemake(tmp_path / "work", config, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     assert planned_jobs(result) == {
-        "capture_activations": n_chunks, "layer_mean": 1, "train_sae": 1, "evaluate_sae": 1, "encode_features": n_chunks,
-        "transpose_features": 1, "gather_metrics": 1, "analyse_feature_shard": 2, "decoder_feature_shard": 2,
-        "gather_analysis": 1, "unit_map": 1, "filter_units": n_chunks, "thresholds": 1, "detection": 1,
+        "corpus": 1, "plan_chunks": 1, "capture_activations": n_chunks, "hook_mean": 2, "train_sae": 2,
+        "evaluate_sae": 2, "gather_metrics": 1, "encode_features": 2 * n_chunks, "transpose_features": 2,
+        "unembedding": 1, "analyse_feature_shard": 8, "influence_shard": 8, "neighbour_shard": 8,
+        "gather_table": 2 * 6, "gather_neighbours": 2, "analysis_params": 2, "unit_map": 2,
+        "filter_units": 2 * n_chunks, "thresholds": 2, "dashboard": 1, "all": 1,
+    }
+    run = run_snakemake(tmp_path / "work", config)
+    assert run.returncode == 0, run.stderr[-2000:]
+    plan = json.loads((tmp_path / "work/results/activations/chunks.json").read_text())["chunks"]
+    assert [chunk["id"] for chunk in plan] == [f"chunk-{i:04d}" for i in range(n_chunks)]
+
+
+def test_a_dry_run_plans_a_thousand_chunks_and_64_shards(tiny_lm, tmp_path):
+    """At scale the plan is still complete: 1,000 chunks (sized from a 512 KB corpus) and 64
+    feature shards give every per-chunk and per-shard job (the time it takes is in the note)."""
+    corpus = tmp_path / "big.txt"
+    corpus.write_text("word " * (4 * 128 * 1000 // 5))
+    config = tiny_config(tiny_lm, str(corpus), activations__tokens_per_chunk=128,
+                         saes={"s": {"layer": 1, "k": 4, "d_sae": 64}})
+    config["analysis"] = {"feature_shards": 64}
+    result = run_snakemake(tmp_path / "work", config, "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = planned_jobs(result)
+    assert {rule: jobs[rule] for rule in ("capture_activations", "encode_features", "filter_units")} == {
+        "capture_activations": 1000, "encode_features": 1000, "filter_units": 1000}
+    assert {rule: jobs[rule] for rule in ("analyse_feature_shard", "influence_shard", "neighbour_shard")} == {
+        "analyse_feature_shard": 64, "influence_shard": 64, "neighbour_shard": 64}
+
+
+def test_changing_the_neighbour_count_plans_only_the_neighbour_jobs_and_the_dashboard(finished_run):
+    workdir, config = finished_run
+    changed = dict(config, analysis={**config["analysis"], "neighbours": 2})
+    result = run_snakemake(workdir, changed, "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {"neighbour_shard": 4, "gather_neighbours": 2, "analysis_params": 2,
+                                    "dashboard": 1, "all": 1}
+
+
+def test_changing_one_saes_k_plans_that_saes_chain_only(finished_run):
+    workdir, config = finished_run
+    n_chunks = len(json.loads((workdir / "results/activations/chunks.json").read_text())["chunks"])
+    changed = dict(config, saes={**config["saes"], "tiny": {**config["saes"]["tiny"], "k": 3}})
+    result = run_snakemake(workdir, changed, "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {
+        "train_sae": 1, "evaluate_sae": 1, "gather_metrics": 1, "encode_features": n_chunks, "transpose_features": 1,
+        "analyse_feature_shard": 2, "influence_shard": 2, "neighbour_shard": 2, "gather_table": 6,
+        "gather_neighbours": 1, "unit_map": 1, "filter_units": n_chunks, "thresholds": 1, "detection": 1,
         "dashboard": 1, "all": 1,
     }
+    assert "results/saes/wide/" not in result.stdout
+
+
+def test_a_new_sae_on_a_captured_hook_plans_no_capture(finished_run):
+    workdir, config = finished_run
+    n_chunks = len(json.loads((workdir / "results/activations/chunks.json").read_text())["chunks"])
+    more = dict(config, saes={**config["saes"], "extra": {"layer": 2, "k": 2, "expansion": 1, **TRAINING}})
+    jobs = planned_jobs(run_snakemake(workdir, more, "-n"))
+    assert "capture_activations" not in jobs and "hook_mean" not in jobs
+    assert jobs["train_sae"] == 1 and jobs["encode_features"] == n_chunks
 
 
 def test_the_dashboard_target_rebuilds_the_artifacts_it_does_not_read(finished_run, tmp_path):
@@ -116,7 +173,7 @@ def test_the_dashboard_target_rebuilds_the_artifacts_it_does_not_read(finished_r
     (results / "dashboard.html").unlink()  # else Snakemake takes the missing inputs as cleaned-up intermediates
     result = run_snakemake(copy, config, "-n", "results/dashboard.html")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert planned_jobs(result) == {"gather_metrics": 1, "layer_mean": 1, "filter_units": 1, "dashboard": 1}
+    assert planned_jobs(result) == {"gather_metrics": 1, "hook_mean": 1, "filter_units": 1, "dashboard": 1}
 
 
 def test_auto_interp_jobs_exist_only_when_configured(finished_run):
@@ -153,7 +210,7 @@ BAD_INPUTS = {
     "wrong type": ({"model__batch_size": "many"}, "config key model.batch_size: 'many' is not of type 'integer'"),
     "context_len <= 0": ({"model__context_len": 0}, "config key model.context_len: 0 is less than the minimum"),
     "model path missing": ({"model__path": "{tmp}/no-model"}, "model.path: {tmp}/no-model is not a Hugging Face model directory"),
-    "layer out of range": ({"layer": 7}, "saes.tiny.layer: layer 7 is out of range"),
+    "layer out of range": ({"layer": 7}, "saes.tiny.layer: hidden_states.7 is out of range"),
     "k >= d_sae": ({"saes": {"s": {"layer": 1, "k": 64, "expansion": 2}}}, "saes.s.k: k=64 must be smaller than d_sae=64"),
     "k <= 0": ({"saes": {"s": {"layer": 1, "k": 0}}}, "config key saes.s.k: 0 is less than the minimum of 1"),
     "expansion < 1": ({"saes": {"s": {"layer": 1, "k": 2, "expansion": 0.5}}}, "config key saes.s.expansion: 0.5 is less than the minimum of 1"),
@@ -303,14 +360,25 @@ def test_the_runs_dashboard_shows_its_examples_offline_and_as_text(finished_run)
         markup[row["feature"]] = markup.get(row["feature"], 0) + sum("<" in t for t in row["tokens"])
     feature = max(markup, key=markup.get)
     expected = sorted((r for r in top if r["feature"] == feature), key=lambda r: r["rank"])
+    tokens = pq.read_table(results / "corpus/tokens.parquet").to_pydict()
+    texts = pq.read_table(results / "corpus/documents.parquet").column("text").to_pylist()
+    seq_start = np.searchsorted(tokens["seq"], np.arange(max(tokens["seq"]) + 1))
     with launch() as browser:
         page = Watched(browser, results / "dashboard.html").open(f"#sae=tiny&feature={feature}")
         page.page.wait_for_selector(".top-examples .ex")
         shown = page.page.evaluate(SHOWN_EXAMPLES, ".top-examples")
-        assert [got["tokens"] for got in shown] == [row["tokens"] for row in expected]
+        assert len(shown) == len(expected)
         for got, row in zip(shown, expected):
             assert_shown_acts(got["acts"], row["acts"], row["activation"])
-        assert any("<" in token for got in shown for token in got["tokens"])
+            # The strip is the document's text as written (no byte-level BPE "Ġ"), the BOS apart.
+            first = seq_start[row["seq"]] + row["pos"] - int(np.argmax(row["acts"]))
+            rows = range(first, first + len(row["tokens"]))
+            assert got["special"] == [tokens["special"][i] for i in rows]
+            content = [i for i in rows if not tokens["special"][i]]
+            written = texts[tokens["doc"][content[0]]][tokens["start"][content[0]] : tokens["end"][content[-1]]]
+            assert "".join(piece for piece, special in zip(got["tokens"], got["special"]) if not special) == written
+            assert "Ġ" not in got["text"]
+        assert any("<" in got["text"] for got in shown)
         assert page.page.locator("#feature img, #feature script").count() == 0
 
         # Search by a label of the run (the list is in id order, so the smallest match shows first).

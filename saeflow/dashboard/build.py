@@ -2,8 +2,8 @@
 
 The page holds a small JSON manifest (the run, metrics, curves: all the overview needs) and
 base64 blobs it decodes only when needed:
-- one corpus blob shared by every SAE: the string table and the text of all example windows
-  (see examples.py);
+- one corpus blob shared by every SAE: the string table and the text of all example windows,
+  rebuilt from the corpus tables (see examples.py);
 - per SAE an index blob: what the feature list needs for every feature (stats, labels and their
   TF-IDF tokens, units, thresholds, and the tokens each feature peaks on, for search);
 - per SAE, chunks of CHUNK_FEATURES consecutive features with everything else (histograms,
@@ -24,7 +24,7 @@ import pyarrow as pa
 from markupsafe import Markup
 
 from saeflow.dashboard import blob, feature_columns
-from saeflow.dashboard.artifacts import SaeArtifacts, has_column, parquet_rows
+from saeflow.dashboard.artifacts import Run, SaeArtifacts, has_column, parquet_rows
 from saeflow.dashboard.examples import (ExampleCorpus, Placement, Windows, example_tables, pack_example_corpus,
                                         peak_tokens, read_windows)
 from saeflow.dashboard.overview import density_histogram, eval_metrics, training_curves
@@ -52,31 +52,32 @@ class _Blobs:
         return key
 
 
-def build_dashboard(out_path, run: dict, saes: list[dict], chunk_features: int = CHUNK_FEATURES) -> None:
-    """Write the dashboard of `saes` (dicts with "name" and "dir", results/saes/<name>/) for `run`.
+def build_dashboard(out_path, run: Run, saes: list[SaeArtifacts], chunk_features: int = CHUNK_FEATURES) -> None:
+    """Write the dashboard of `saes` for `run` (see artifacts.from_inputs).
 
-    run: "model" (its path or name), "corpus_documents" and "corpus_tokens" (Parquet paths, of
-    which only the footers are read). An SAE needs cfg.json and analysis/feature_stats.parquet;
-    every other file is shown where it exists.
+    Of the corpus tables, only the example windows' rows and documents are read, and the
+    footers. An SAE needs cfg.json and analysis/feature_stats.parquet; every other artifact is
+    shown where it is given (see artifacts.py).
     """
     if not saes:
         raise SaeflowError("the dashboard needs at least one SAE (config.yaml `saes:`)")
-    arts = [SaeArtifacts(s["name"], s["dir"]) for s in saes]
-    cfgs = [art.json("cfg", required=True) for art in arts]
-    windows = [_read_examples(art, int(cfg["d_sae"])) for art, cfg in zip(arts, cfgs)]
+    cfgs = [art.json("sae_cfg") for art in saes]
+    windows = [_read_examples(art, int(cfg["d_sae"])) for art, cfg in zip(saes, cfgs)]
 
-    log.info("placing the example windows of %d SAEs in the corpus", len(arts))
+    log.info("placing the example windows of %d SAEs in the corpus", len(saes))
     present = [w for examples in windows for w in examples.values()]
-    corpus, placed = pack_example_corpus(present) if present else (None, [])
+    examples_corpus, placed = pack_example_corpus(present, run.tokens, run.documents) if present else (None, [])
     placements = iter(placed)
-    strings = Strings(corpus.strings if corpus else pa.array([], pa.string()))
+    strings = Strings(examples_corpus.strings if examples_corpus else pa.array([], pa.string()))
     blobs = _Blobs()
     entries = [_pack_sae(art, cfg, examples, {kind: next(placements) for kind in examples}, strings, blobs,
-                         chunk_features) for art, cfg, examples in zip(arts, cfgs, windows)]
+                         chunk_features) for art, cfg, examples in zip(saes, cfgs, windows)]
     manifest = {
         "run": _run_summary(run, cfgs),
-        # Added last: packing the SAEs may have added influence tokens to the string table.
-        "corpus": blobs.add({"strings": strings.table.to_pylist()}, _corpus_arrays(corpus)),
+        # Added last: packing the SAEs may have added vocabulary tokens to the string table.
+        "corpus": blobs.add({"strings": strings.table.to_pylist(),
+                             "wordpiece": bool(examples_corpus and examples_corpus.wordpiece)},
+                            _corpus_arrays(examples_corpus)),
         "saes": entries,
     }
     html = render(manifest, blobs.texts)
@@ -94,13 +95,13 @@ def _pack_sae(art: SaeArtifacts, cfg: dict, examples: dict[str, Windows], where:
     for kind, w in examples.items():
         chunked += example_tables(kind, w, where[kind], n)
     if "top" in examples:
-        index_arrays.update(peak_tokens(examples["top"], where["top"], n).arrays())
+        index_arrays.update(peak_tokens(examples["top"], where["top"], n, strings).arrays())
     index_payload["bands"] = _bands(art, examples.get("q"))
     index_payload["chunk_features"] = chunk_features
     unit_map = art.json("unit_map")
     return {
         "name": art.name,
-        "layer": cfg.get("layer"),
+        "hook": cfg["hook"],
         "d_sae": n,
         "k": cfg.get("k"),
         "eval": eval_metrics(art.json("eval")),
@@ -113,13 +114,13 @@ def _pack_sae(art: SaeArtifacts, cfg: dict, examples: dict[str, Windows], where:
     }
 
 
-def _run_summary(run: dict, cfgs: list[dict]) -> dict:
+def _run_summary(run: Run, cfgs: list[dict]) -> dict:
     return {
-        "model": run["model"],
-        "layers": sorted({cfg["layer"] for cfg in cfgs if "layer" in cfg}),
-        "documents": parquet_rows(run["corpus_documents"]),
-        "tokens": parquet_rows(run["corpus_tokens"]),
-        "labelled": has_column(run["corpus_documents"], "labels"),
+        "model": run.model,
+        "hooks": list(dict.fromkeys(cfg["hook"] for cfg in cfgs)),
+        "documents": parquet_rows(run.documents),
+        "tokens": parquet_rows(run.tokens),
+        "labelled": has_column(run.documents, "labels"),
     }
 
 
@@ -127,11 +128,12 @@ def _corpus_arrays(corpus: ExampleCorpus | None) -> dict[str, np.ndarray]:
     if corpus is None:
         return {}
     return {"seg.seq": blob.smallest_uint(corpus.seq), "seg.start": blob.smallest_uint(corpus.start),
-            "seg.ptr": blob.smallest_uint(corpus.ptr), "tokens": blob.smallest_uint(corpus.tokens)}
+            "seg.ptr": blob.smallest_uint(corpus.ptr), "tokens": blob.smallest_uint(corpus.tokens),
+            "special": corpus.special.astype(np.uint8)}
 
 
 def _read_examples(art: SaeArtifacts, n_features: int) -> dict[str, Windows]:
-    """{"top": ..., "q": ...}, each only where its file exists."""
+    """{"top": ..., "q": ...}, each only where it is given."""
     out = {}
     for kind, name in (("top", "top_examples"), ("q", "quantile_examples")):
         if (table := art.table(name)) is not None:
@@ -141,7 +143,7 @@ def _read_examples(art: SaeArtifacts, n_features: int) -> dict[str, Windows]:
 
 def _bands(art: SaeArtifacts, quantile: Windows | None) -> int:
     """How many quantile bands the analysis used (params.json, else the highest band seen)."""
-    params = art.json("params") or {}
+    params = art.json("analysis_params") or {}
     if "quantile_bands" in params:
         return int(params["quantile_bands"])
     return int(quantile.band.max()) + 1 if quantile is not None and quantile.band.size else 0
@@ -149,7 +151,7 @@ def _bands(art: SaeArtifacts, quantile: Windows | None) -> int:
 
 def _features(art: SaeArtifacts, n: int, strings: Strings) -> tuple[dict, dict, list[ByFeature]]:
     """The index blob's payload and arrays, and the tables that go into the chunks."""
-    stats = art.table("feature_stats", required=True)
+    stats = art.table("feature_stats")
     index = feature_columns.stats_arrays(stats, n, str(art.path("feature_stats")))
     payload: dict = {"thresholds": [], "labels": None, "detection_labels": None}
     chunked: list[ByFeature] = []

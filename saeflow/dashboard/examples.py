@@ -1,10 +1,15 @@
 """Example windows stored once per corpus position: segments of sequences plus window references.
 
 Top and quantile examples are windows of corpus sequences, and windows of different features
-(and SAEs) overlap a lot, so writing each window's tokens would store the same text many times.
+(and SAEs) overlap a lot, so writing each window's text would store the same text many times.
 Instead, overlapping windows of a sequence merge into a segment whose tokens are stored once, as
 ids into one string table, and a window becomes (segment, offset, length). The string table is
-ordered by frequency, so common tokens get small ids, which compress best.
+ordered by frequency, so common pieces get small ids, which compress best.
+
+A token shows its piece of the document's text (see saeflow/text_pieces.py), rebuilt from the
+corpus tables: the text from the previous token's end to its own, so the pieces of a window
+join into the text as written. A segment stores those pieces; a window's first token shows the
+text from its own start instead (without the whitespace before it), stored per window.
 
 A window's place in its sequence follows from the contract: it holds pos − context ..
 pos + context clipped to the sequence, and pos is the first token where the feature reaches the
@@ -25,8 +30,10 @@ import pyarrow.compute as pc
 
 from saeflow.analysis.groups import rank_in_runs, run_starts
 from saeflow.dashboard.blob import compact_floats, smallest_uint
-from saeflow.dashboard.tables import ByFeature, check_ids
+from saeflow.dashboard.tables import ByFeature, Strings, check_ids
 from saeflow.errors import SaeflowError
+from saeflow.text_pieces import own_pieces
+from saeflow.window_text import merge_ranges, range_pieces, read_span_rows, read_texts
 
 # Distinct peak tokens kept per feature, for search by token.
 PEAK_TOKENS = 8
@@ -64,7 +71,9 @@ class ExampleCorpus:
     seq: np.ndarray
     start: np.ndarray
     ptr: np.ndarray
-    tokens: np.ndarray  # ids into strings
+    tokens: np.ndarray  # ids into strings of each token's piece
+    special: np.ndarray  # bool, per token: BOS, CLS, ... (shown as its token string, not text)
+    wordpiece: bool  # the decoded tokens mark word-inner pieces with "##" (WordPiece)
 
 
 @dataclass
@@ -73,7 +82,8 @@ class Placement:
 
     segment: np.ndarray
     offset: np.ndarray
-    tokens: np.ndarray  # the windows' token ids, back to back
+    first_piece: np.ndarray  # id of the piece each window's first token shows
+    tokens: np.ndarray  # the ids of the pieces the windows show, back to back
 
 
 def read_windows(table: pa.Table, path, n_features: int) -> Windows:
@@ -113,64 +123,63 @@ def _first_argmax(values: np.ndarray, length: np.ndarray) -> np.ndarray:
     return np.minimum.reduceat(np.where(values == peak, local, values.size), offsets)
 
 
-def pack_example_corpus(all_windows: list[Windows]) -> tuple[ExampleCorpus, list[Placement]]:
-    """Merge the windows of every SAE and kind into segments; place each window in them."""
+def pack_example_corpus(all_windows: list[Windows], tokens_path,
+                        documents_path) -> tuple[ExampleCorpus, list[Placement]]:
+    """Merge the windows of every SAE and kind into segments, their pieces rebuilt from the corpus
+    tables (tokens.parquet, documents.parquet); place each window in them."""
     seq = np.concatenate([w.seq for w in all_windows])
     start = np.concatenate([w.start for w in all_windows])
     length = np.concatenate([w.length for w in all_windows])
-    encoded = pa.concat_arrays([w.tokens for w in all_windows]).dictionary_encode()
-    token = encoded.indices.to_numpy().astype(np.int64)
-
-    segment, seg_seq, seg_start, seg_ptr = _segments(seq, start, length)
-    offset = start - seg_start[segment]
+    segment, segments = merge_ranges(seq, start, length)
+    rows = read_span_rows(tokens_path, segments)
+    offset = start - segments.start[segment]
     window_at = np.concatenate([[0], np.cumsum(length)[:-1]])
-    slot = np.repeat(seg_ptr[segment] + offset - window_at, length) + np.arange(token.size)
-    stored = np.full(int(seg_ptr[-1]), -1, dtype=np.int64)
-    stored[slot] = token
-    clash = np.flatnonzero(stored[slot] != token)
-    if clash.size:
-        where = seq[np.searchsorted(window_at, clash[0], side="right") - 1]
-        raise SaeflowError(f"examples disagree on the tokens of sequence {where}; rebuild the analysis")
+    first_slot = segments.ptr[segment] + offset
+    slot = np.repeat(first_slot - window_at, length) + np.arange(int(length.sum()))
+    _check_tokens(pa.concat_arrays([w.tokens for w in all_windows]), rows.token.take(pa.array(slot)), seq, window_at)
 
-    # Frequency order: the ids of common tokens become small, so their high bytes are zeros.
-    order = np.argsort(-np.bincount(stored, minlength=len(encoded.dictionary)), kind="stable")
+    texts = read_texts(documents_path, rows.doc)
+    pieces = range_pieces(rows, texts, segments.ptr)
+    # A window's first token shows its own text, without the whitespace before it.
+    firsts = range_pieces(rows, texts, segments.ptr, pieces_of=own_pieces).take(pa.array(first_slot))
+    encoded = pa.concat_arrays([pieces, firsts]).dictionary_encode()
+    ids = encoded.indices.to_numpy().astype(np.int64)
+    stored, first = ids[: len(pieces)], ids[len(pieces) :]
+
+    # Frequency order: the ids of common pieces become small, so their high bytes are zeros.
+    order = np.argsort(-np.bincount(ids, minlength=len(encoded.dictionary)), kind="stable")
     new_id = np.empty_like(order)
     new_id[order] = np.arange(order.size)
-    corpus = ExampleCorpus(encoded.dictionary.take(pa.array(order)), seg_seq, seg_start, seg_ptr, new_id[stored])
+    stored, first = new_id[stored], new_id[first]
+    corpus = ExampleCorpus(encoded.dictionary.take(pa.array(order)), segments.seq, segments.start, segments.ptr,
+                           stored, rows.special, _marks_wordpiece(rows, texts))
 
+    shown = stored[slot]
+    shown[window_at] = first
     placements, at, tok_at = [], 0, 0
     for w in all_windows:
         n, n_tok = w.seq.size, int(w.length.sum())
-        placements.append(Placement(segment[at : at + n], offset[at : at + n], new_id[token[tok_at : tok_at + n_tok]]))
+        placements.append(Placement(segment[at : at + n], offset[at : at + n], first[at : at + n],
+                                    shown[tok_at : tok_at + n_tok]))
         at, tok_at = at + n, tok_at + n_tok
     return corpus, placements
 
 
-def _segments(seq: np.ndarray, start: np.ndarray, length: np.ndarray):
-    """Group windows into maximal runs of overlapping or touching windows of one sequence.
+def _check_tokens(shown: pa.Array, corpus: pa.Array, seq: np.ndarray, window_at: np.ndarray) -> None:
+    """The examples' tokens must be the corpus's at their positions (else they are of another run)."""
+    differ = np.flatnonzero(pc.not_equal(shown.cast(pa.string()), corpus).to_numpy(zero_copy_only=False))
+    if differ.size:
+        where = seq[np.searchsorted(window_at, differ[0], side="right") - 1]
+        raise SaeflowError(f"examples disagree with corpus/tokens.parquet on the tokens of sequence {where}; "
+                           "rebuild the analysis")
 
-    Returns each window's segment and per segment its seq, start and token offsets (ptr).
-    """
-    n = seq.size
-    if not n:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty, np.zeros(1, dtype=np.int64)
-    end = start + length
-    order = np.lexsort((start, seq))
-    # One key line for all sequences: seq * span + position never mixes two sequences.
-    span = int(end.max()) + 1
-    start_key = seq[order] * span + start[order]
-    reach = np.maximum.accumulate(seq[order] * span + end[order])
-    opens = np.ones(n, dtype=bool)
-    opens[1:] = start_key[1:] > reach[:-1]
-    first = np.flatnonzero(opens)
-    last = np.append(first[1:] - 1, n - 1)
-    seg_seq = seq[order][first]
-    seg_start = start[order][first]
-    seg_len = reach[last] - seg_seq * span - seg_start
-    segment = np.empty(n, dtype=np.int64)
-    segment[order] = np.cumsum(opens) - 1
-    return segment, seg_seq, seg_start, np.concatenate([[0], np.cumsum(seg_len)])
+
+def _marks_wordpiece(rows, texts: dict[int, str]) -> bool:
+    """Whether decoded tokens carry WordPiece's "##": some content token decodes to "##…" where
+    its text does not start with "##". The page then drops the mark from vocabulary tokens."""
+    marked = pc.starts_with(rows.token, "##").to_numpy(zero_copy_only=False) & ~rows.special & (rows.start >= 0)
+    return any(not texts[doc].startswith("##", start)
+               for doc, start in zip(rows.doc[marked].tolist(), rows.start[marked].tolist()))
 
 
 def example_tables(prefix: str, w: Windows, placed: Placement, n_features: int) -> list[ByFeature]:
@@ -178,6 +187,7 @@ def example_tables(prefix: str, w: Windows, placed: Placement, n_features: int) 
     columns = {
         f"{prefix}.segment": smallest_uint(placed.segment),
         f"{prefix}.offset": smallest_uint(placed.offset),
+        f"{prefix}.first_piece": smallest_uint(placed.first_piece),
         f"{prefix}.length": smallest_uint(w.length),
         f"{prefix}.max_index": smallest_uint(w.max_index),
         f"{prefix}.activation": compact_floats(w.activation),
@@ -198,10 +208,13 @@ def quantise(acts: np.ndarray, peak: np.ndarray) -> np.ndarray:
     return np.where((acts > 0) & (peak > 0), q, 0).astype(np.uint8)
 
 
-def peak_tokens(top: Windows, placed: Placement, n_features: int, n: int = PEAK_TOKENS) -> ByFeature:
+def peak_tokens(top: Windows, placed: Placement, n_features: int, strings: Strings, n: int = PEAK_TOKENS) -> ByFeature:
     """Per feature, the n tokens it peaks on most often in its top examples (ties: the token of
-    the stronger example first)."""
-    token = placed.tokens[top.first + top.max_index]
+    the stronger example first), as the text of their pieces without surrounding whitespace (for
+    search: " fox" and "\nfox" are one token)."""
+    pieces = strings.table.take(pa.array(placed.tokens[top.first + top.max_index]))
+    trimmed = pc.utf8_trim_whitespace(pieces)
+    token = strings.ids(pc.if_else(pc.equal(trimmed, ""), pieces, trimmed))  # a whitespace token stays itself
     order = np.lexsort((np.arange(token.size), token, top.feature))  # rows come strongest first
     feature, token, strongest = top.feature[order], token[order], order
     starts = run_starts(feature, token)

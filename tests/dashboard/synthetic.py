@@ -1,7 +1,9 @@
 """Synthetic runs that follow the artifact contract, for the dashboard tests and its benchmark.
 
-A corpus of random Zipf-distributed tokens, and per SAE every file the dashboard reads: cfg,
-eval, training log, units and all analysis tables. Examples are real windows of the corpus
+A corpus of random Zipf-distributed tokens, each sequence opened by a special token, written
+into document texts with random gaps between tokens (none, spaces, line breaks) and their spans;
+and per SAE every file the dashboard reads: cfg, eval, training log, units and all analysis
+tables. Examples are real windows of the corpus
 (pos − context .. pos + context, clipped), their max at pos, so the packing's inference of
 window starts is exercised exactly as on pipeline output. Everything is vectorised: the
 benchmark builds 24,576 features × 45 examples with it.
@@ -18,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from saeflow.dashboard.artifacts import Run, SaeArtifacts
+
 SEQ_STRIDE = 7919  # a prime: seq = (first + rank * stride) % n_seqs gives distinct sequences
 
 
@@ -29,7 +33,13 @@ class CorpusSpec:
     extra_tokens: list[str] = field(default_factory=list)  # the rarest entries of the vocabulary
     vocab_size: int = 400
     doc_labels: tuple[str, ...] = ("python", "math", "prose")
+    special: str = "[CLS]"  # the token at position 0 of every sequence
     seed: int = 0
+
+
+# What the text holds between two tokens, and how often: pieces of one word, spaces, line breaks.
+GAPS = ("", " ", "  ", "\n", "\n\n", "\t")
+GAP_WEIGHTS = (0.2, 0.6, 0.05, 0.07, 0.05, 0.03)
 
 
 @dataclass
@@ -64,6 +74,9 @@ class SyntheticCorpus:
         weights = 1.0 / np.arange(1, len(self.vocab) + 1) ** 1.1
         self.ids = rng.choice(len(self.vocab), size=(spec.n_seqs, spec.seq_len), p=weights / weights.sum())
         self.ids = self.ids.astype(np.int32)
+        self.vocab.append(spec.special)
+        self.ids[:, 0] = len(self.vocab) - 1
+        self.gaps = rng.choice(len(GAPS), size=self.ids.shape, p=GAP_WEIGHTS)  # the text before each token
         self.n_docs = -(-spec.n_seqs // spec.seqs_per_doc)
         self.doc_labels = [sorted({spec.doc_labels[j] for j in rng.choice(len(spec.doc_labels), 2)})
                            for _ in range(self.n_docs)]
@@ -72,35 +85,63 @@ class SyntheticCorpus:
     def n_tokens(self) -> int:
         return self.ids.size
 
+    def piece(self, seq: int, pos: int, first: bool) -> str:
+        """What token (seq, pos) shows as the first token of a window or after another: its
+        string, with the gap before it unless it opens the window or follows the special token."""
+        token = self.vocab[self.ids[seq, pos]]
+        return token if first or pos <= 1 else GAPS[self.gaps[seq, pos]] + token
+
     def write(self, root: Path) -> dict:
         spec, out = self.spec, root / "corpus"
         out.mkdir(parents=True, exist_ok=True)
         doc_of_seq = np.arange(spec.n_seqs) // spec.seqs_per_doc
         n_tokens = np.bincount(doc_of_seq, minlength=self.n_docs) * spec.seq_len
+        texts, start, end = self._texts(doc_of_seq)
         pq.write_table(pa.table({
             "doc": pa.array(np.arange(self.n_docs), pa.int32()),
             "source": [f"synthetic/doc-{d}.txt" for d in range(self.n_docs)],
             "n_tokens": pa.array(n_tokens, pa.int32()),
             "labels": pa.array(self.doc_labels, pa.list_(pa.string())),
+            "text": texts,
         }), out / "documents.parquet")
-        self._write_tokens(out / "tokens.parquet", doc_of_seq)
-        return {"corpus_documents": str(out / "documents.parquet"), "corpus_tokens": str(out / "tokens.parquet")}
+        self._write_tokens(out / "tokens.parquet", doc_of_seq, start, end)
+        return {"tokens": str(out / "tokens.parquet"), "documents": str(out / "documents.parquet")}
 
-    def _write_tokens(self, path: Path, doc_of_seq: np.ndarray, seqs_per_batch: int = 20000) -> None:
+    def _texts(self, doc_of_seq: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Each document's text (its content tokens, each after its gap) and every token's span."""
+        content = np.ones(self.ids.shape, dtype=bool)
+        content[:, 0] = False
+        token_len = np.array([len(t) for t in self.vocab])[self.ids]
+        gap_len = np.array([len(g) for g in GAPS])[self.gaps]
+        step = np.where(content, gap_len + token_len, 0).ravel()
+        reach = np.cumsum(step)
+        doc_first = np.searchsorted(np.repeat(doc_of_seq, self.spec.seq_len), np.arange(self.n_docs))
+        end = reach - np.repeat(np.append(0, reach)[doc_first], np.diff(np.append(doc_first, reach.size)))
+        start = end - token_len.ravel()
+        start, end = (np.where(content.ravel(), x, -1) for x in (start, end))
+        pieces = np.where(content, np.char.add(np.array(GAPS, dtype=object)[self.gaps],
+                                               np.array(self.vocab, dtype=object)[self.ids]), "").ravel()
+        texts = ["".join(pieces[a:b]) for a, b in zip(doc_first, np.append(doc_first[1:], pieces.size))]
+        return texts, start, end
+
+    def _write_tokens(self, path: Path, doc_of_seq: np.ndarray, start: np.ndarray, end: np.ndarray,
+                      seqs_per_batch: int = 20000) -> None:
         vocab = pa.array(self.vocab)
         schema = pa.schema([("seq", pa.int32()), ("pos", pa.int32()), ("doc", pa.int32()), ("token_id", pa.int32()),
-                            ("token", pa.string()), ("start", pa.int32()), ("end", pa.int32())])
+                            ("token", pa.string()), ("special", pa.bool_()), ("start", pa.int32()),
+                            ("end", pa.int32())])
         L = self.spec.seq_len
         with pq.ParquetWriter(path, schema) as writer:
             for s0 in range(0, self.spec.n_seqs, seqs_per_batch):
                 ids = self.ids[s0 : s0 + seqs_per_batch]
                 seq = np.repeat(np.arange(s0, s0 + ids.shape[0]), L)
                 pos = np.tile(np.arange(L), ids.shape[0])
+                rows = slice(s0 * L, s0 * L + ids.size)
                 writer.write_table(pa.table({
                     "seq": pa.array(seq, pa.int32()), "pos": pa.array(pos, pa.int32()),
                     "doc": pa.array(doc_of_seq[seq], pa.int32()), "token_id": pa.array(ids.ravel(), pa.int32()),
-                    "token": vocab.take(pa.array(ids.ravel())),
-                    "start": pa.array(pos * 4, pa.int32()), "end": pa.array(pos * 4 + 3, pa.int32()),
+                    "token": vocab.take(pa.array(ids.ravel())), "special": pa.array(pos == 0),
+                    "start": pa.array(start[rows], pa.int32()), "end": pa.array(end[rows], pa.int32()),
                 }, schema=schema))
 
 
@@ -172,7 +213,7 @@ class SyntheticSae:
         (out / "units").mkdir(parents=True, exist_ok=True)
         (out / "cfg.json").write_text(json.dumps({
             "name": spec.name, "d_in": 64, "d_sae": n, "k": spec.k, "architecture": "batchtopk",
-            "model": "synthetic/model", "layer": spec.layer, "seed": spec.seed}))
+            "model": "synthetic/model", "hook": f"layer-{spec.layer}", "seed": spec.seed}))
         evaluation = {"holdout_tokens": 4096, "fvu": 0.12, "l0": float(spec.k), "dead_fraction": len(spec.dead) / n}
         if spec.causal_lm:
             evaluation.update(ce_clean=3.1, ce_spliced=3.4, ce_zero=7.9, ce_recovered=(7.9 - 3.4) / (7.9 - 3.1))
@@ -200,7 +241,13 @@ class SyntheticSae:
         self._write_neighbours(out / "analysis")
         self._write_labels(out / "analysis")
         self._write_units(out)
-        return {"name": spec.name, "dir": str(out)}
+        analysis = ("feature_stats", "histograms", "top_examples", "quantile_examples", "influences", "neighbours",
+                    "labels", "detection")
+        return SaeArtifacts(spec.name, {
+            "sae_cfg": out / "cfg.json", "eval": out / "eval.json", "training_log": out / "training_log.parquet",
+            "analysis_params": out / "analysis" / "params.json", "unit_map": out / "units" / "unit_map.json",
+            "thresholds": out / "units" / "thresholds.parquet",
+            **{name: out / "analysis" / f"{name}.parquet" for name in analysis}})
 
     def _write_stats(self, out: Path) -> None:
         spec, n = self.spec, self.spec.n_features
@@ -288,5 +335,5 @@ class SyntheticSae:
 
 def write_run(root: Path, corpus: SyntheticCorpus, saes: list[SyntheticSae], model: str = "synthetic/model"):
     """Write everything; return build_dashboard's (run, saes) arguments."""
-    run = {"model": model, **corpus.write(root)}
-    return run, [sae.write(root) for sae in saes]
+    tables = corpus.write(root)
+    return Run(model, tables["tokens"], tables["documents"]), [sae.write(root) for sae in saes]

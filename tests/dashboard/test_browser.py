@@ -18,15 +18,19 @@ import pytest
 from .chromium import launch, needs_chromium
 from .decode import assert_shown_acts
 from .conftest import DEAD, NEEDLE, NEEDLE_LABEL, XSS_FEATURE, XSS_IMG, XSS_LABEL, XSS_LABEL_FEATURE, XSS_SCRIPT
+from .test_pack import expected_pieces
 
 pytestmark = needs_chromium()
 
 ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots for people to look at (git-ignored)
 
+# Per example: each token's piece, whether it is shown as a special token, its activation, the
+# max's index, and the strip's text as rendered (innerText: what people read and copy).
 SHOWN_EXAMPLES = """sel => [...document.querySelectorAll(sel + ' .ex')].map(ex => {
   const toks = [...ex.querySelectorAll('.tok')];
-  return {tokens: toks.map(t => t.textContent), acts: toks.map(t => Number(t.dataset.act)),
-          max: toks.findIndex(t => t.classList.contains('max'))};
+  return {tokens: toks.map(t => t.textContent), special: toks.map(t => t.classList.contains('special')),
+          acts: toks.map(t => Number(t.dataset.act)), max: toks.findIndex(t => t.classList.contains('max')),
+          text: ex.querySelector('.strip').innerText};
 })"""
 
 
@@ -96,19 +100,64 @@ def test_overview_loads_offline(page, built):
 def test_deep_link_shows_the_parquet_examples(page, built):
     page.open("#sae=a&feature=0")
     page.page.wait_for_selector(".top-examples .ex")
-    table = pq.read_table(f"{built.saes[0]['dir']}/analysis/top_examples.parquet").to_pylist()
+    table = pq.read_table(built.saes[0].path("top_examples")).to_pylist()
     expected = sorted((r for r in table if r["feature"] == 0), key=lambda r: r["rank"])
     shown = page.page.evaluate(SHOWN_EXAMPLES, ".top-examples")
     assert len(shown) == len(expected) == 20
     for got, row in zip(shown, expected):
-        assert got["tokens"] == row["tokens"]
+        assert (got["tokens"], got["special"]) == expected_pieces(built.corpus, row)
         assert_shown_acts(got["acts"], row["acts"], row["activation"])
         assert got["max"] == int(np.argmax(row["acts"]))
-    quantile = pq.read_table(f"{built.saes[0]['dir']}/analysis/quantile_examples.parquet").to_pylist()
+    quantile = pq.read_table(built.saes[0].path("quantile_examples")).to_pylist()
     bands = {r["band"] for r in quantile if r["feature"] == 0}
     assert page.page.locator(".quantile-examples .band-head").count() == len(bands)
     assert page.page.locator(".quantile-examples .ex").count() == sum(r["feature"] == 0 for r in quantile)
     page.check()
+
+
+def test_strips_show_the_documents_text_as_written(page, built):
+    """Each strip reads as the document: its content tokens' text is exactly the document's text
+    from the first one's start to the last one's end (spaces, tabs, line breaks, tokens glued into
+    one word), and the special token [CLS] stands apart, no part of it."""
+    texts = pq.read_table(built.run.documents).column("text").to_pylist()
+    tokens = pq.read_table(built.run.tokens)
+    doc, start, end = (tokens[c].to_numpy() for c in ("doc", "start", "end"))
+    L = built.corpus.spec.seq_len
+    top = pq.read_table(built.saes[0].path("top_examples")).to_pylist()
+    line_breaks = specials = 0
+    for f in (0, 1, 2, NEEDLE):
+        page.open(f"#sae=a&feature={f}")
+        page.page.wait_for_selector(".top-examples .ex")
+        rows = sorted((r for r in top if r["feature"] == f), key=lambda r: r["rank"])
+        for got, row in zip(page.page.evaluate(SHOWN_EXAMPLES, ".top-examples"), rows, strict=True):
+            first = row["seq"] * L + row["pos"] - int(np.argmax(row["acts"]))
+            content = [j for j, special in enumerate(got["special"]) if not special]
+            lo, hi = first + content[0], first + content[-1]
+            written = texts[doc[lo]][start[lo] : end[hi]]
+            assert "".join(got["tokens"][j] for j in content) == written
+            assert got["text"] == ("[CLS]" if got["special"][0] else "") + written
+            line_breaks += "\n" in written
+            specials += got["special"][0]
+        if page.page.locator(".top-examples .nl").count():  # a line break is also marked, by CSS only
+            assert page.page.evaluate("getComputedStyle(document.querySelector('.nl'), '::before').content") == '"↵"'
+        if page.page.locator(".top-examples .tok.special").count():
+            style = "getComputedStyle(document.querySelector('.tok.special')).borderStyle"
+            assert page.page.evaluate(style) == "dashed"
+    assert line_breaks and specials
+    page.check()
+
+
+def test_wordpiece_text_and_tokens_show_no_marks(browser, built_wordpiece):
+    page = Watched(browser, built_wordpiece.html).open("#sae=wp&feature=0")
+    page.page.wait_for_selector(".top-examples .ex")
+    shown = page.page.evaluate(SHOWN_EXAMPLES, ".top-examples")
+    assert [got["text"] for got in shown] == ["[CLS]Tokenization of unbelievable", "[CLS]Tokenization again.",
+                                              "[CLS]Tokenization![SEP]"]
+    chips = page.page.locator(".chip.pos .chip-token")
+    assert chips.all_inner_texts() == ["ization"] and chips.first.get_attribute("class") == "chip-token inner"
+    assert "##" not in page.page.locator("#feature").inner_text()
+    page.check()
+    page.page.close()
 
 
 def test_search_by_label_id_and_token(page, built):
@@ -133,7 +182,7 @@ def test_hash_changes_navigate_and_history_works(page, built):
     page.wait_title("Feature 1")
     page.go("#sae=b&feature=2")
     page.wait_title("Feature 2")
-    assert "b · layer 5" in page.page.locator("#feature .badges").inner_text()
+    assert "b · layer-5" in page.page.locator("#feature .badges").inner_text()
     neighbour = page.page.locator("#feature .neighbours a").first
     other = int(neighbour.inner_text().lstrip("#"))
     neighbour.click()
@@ -157,7 +206,7 @@ def test_markup_in_the_data_stays_text(page, built):
     page.open(f"#sae=a&feature={XSS_FEATURE}")
     page.page.wait_for_selector(".top-examples .ex")
     first = page.page.evaluate(SHOWN_EXAMPLES, ".top-examples")[0]
-    assert XSS_IMG in first["tokens"] and XSS_SCRIPT in first["tokens"]
+    assert XSS_IMG in first["text"] and XSS_SCRIPT in first["text"]
     page.go(f"#sae=a&feature={XSS_LABEL_FEATURE}")
     page.wait_title(f"Feature {XSS_LABEL_FEATURE}")
     assert page.page.locator("#feature .label").inner_text() == XSS_LABEL
@@ -181,11 +230,11 @@ def test_filters_sort_and_virtual_list(page, built):
     assert page.list_ids() == [DEAD]
     assert page.page.locator("#list-count").inner_text() == "1 of 48 features"
     page.page.select_option("#filter", "pruned")
-    kept = json.loads(Path(built.saes[0]["dir"], "units", "unit_map.json").read_text())["kept_units"]
+    kept = json.loads(built.saes[0].path("unit_map").read_text())["kept_units"]
     assert page.list_ids() == [f for f in range(48) if f not in kept]
     page.page.select_option("#filter", "all")
     page.page.select_option("#sort", "density")
-    density = pq.read_table(f"{built.saes[0]['dir']}/analysis/feature_stats.parquet")["density"].to_numpy()
+    density = pq.read_table(built.saes[0].path("feature_stats"))["density"].to_numpy()
     assert page.list_ids()[0] == int(np.argmax(density))
     page.page.select_option("#sort", "max")
     page.scroll_to_end()

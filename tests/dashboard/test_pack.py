@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from saeflow.dashboard import blob, build_dashboard
-from saeflow.dashboard.examples import Windows, pack_example_corpus
+from saeflow.dashboard.artifacts import SaeArtifacts, from_inputs
 from saeflow.errors import SaeflowError
 
 from .conftest import DEAD, NEEDLE, NEEDLE_LABEL, XSS_IMG
@@ -55,20 +54,27 @@ def test_narrow_dtypes():
     assert blob.compact_floats(np.array([1e6])).dtype == np.float32
 
 
+def expected_pieces(corpus, row) -> tuple[list[str], list[bool]]:
+    """The pieces a window shows (see SyntheticCorpus.piece) and which tokens are special."""
+    start = row["pos"] - int(np.argmax(row["acts"]))
+    positions = range(start, start + len(row["tokens"]))
+    return [corpus.piece(row["seq"], p, p == start) for p in positions], [p == 0 for p in positions]
+
+
 def test_top_and_quantile_examples_round_trip(built):
     board = Dashboard(built.html)
     for sae in built.saes:
-        analysis = f"{sae['dir']}/analysis"
         for kind, name in (("top", "top_examples"), ("q", "quantile_examples")):
-            table = rows(f"{analysis}/{name}.parquet")
-            for f in range(board.sae(sae["name"])["d_sae"]):
+            table = rows(sae.path(name))
+            for f in range(board.sae(sae.name)["d_sae"]):
                 expected = [r for r in table if r["feature"] == f]
                 if kind == "top":
                     expected.sort(key=lambda r: r["rank"])
                 else:
                     expected.sort(key=lambda r: (-r["band"], r["rank"]))
-                got = board.examples(sae["name"], kind, f)
-                assert [e["tokens"] for e in got] == [r["tokens"] for r in expected]
+                got = board.examples(sae.name, kind, f)
+                assert [(e["tokens"], e["special"]) for e in got] == \
+                    [expected_pieces(built.corpus, r) for r in expected]
                 assert [(e["seq"], e["pos"]) for e in got] == [(r["seq"], r["pos"]) for r in expected]
                 if kind == "q":
                     assert [e["band"] for e in got] == [r["band"] for r in expected]
@@ -79,7 +85,28 @@ def test_top_and_quantile_examples_round_trip(built):
 def test_dead_feature_has_no_examples_and_markup_tokens_are_data(built):
     board = Dashboard(built.html)
     assert board.examples("a", "top", DEAD) == []
-    assert XSS_IMG in board.strings
+    assert any(XSS_IMG in piece for piece in board.strings)
+
+
+def test_example_text_is_the_documents_text(built):
+    """Joined, the pieces of an example's content tokens are exactly the document's text from the
+    first one's start to the last one's end: gaps, line breaks and glued tokens as written."""
+    board = Dashboard(built.html)
+    texts = pq.read_table(built.run.documents).column("text").to_pylist()
+    tokens = pq.read_table(built.run.tokens)
+    L = built.corpus.spec.seq_len
+    doc, start, end = (tokens[c].to_numpy() for c in ("doc", "start", "end"))
+    checked = 0
+    for f in range(48):
+        for e in board.examples("a", "top", f):
+            first = e["seq"] * L + e["pos"] - int(np.argmax(e["acts"]))
+            content = [j for j, special in enumerate(e["special"]) if not special]
+            lo, hi = first + content[0], first + content[-1]
+            assert "".join(e["tokens"][j] for j in content) == texts[doc[lo]][start[lo] : end[hi]]
+            specials = [e["tokens"][j] for j, special in enumerate(e["special"]) if special]
+            assert specials == ["[CLS]"] * (len(e["special"]) - len(content))
+            checked += "\n" in texts[doc[lo]][start[lo] : end[hi]]
+    assert checked  # some examples span line breaks
 
 
 def test_corpus_stores_each_position_once(built):
@@ -96,7 +123,7 @@ def test_index_round_trip(built):
     board = Dashboard(built.html)
     sae = built.saes[0]
     payload, arrays = board.index("a")
-    for r in rows(f"{sae['dir']}/analysis/feature_stats.parquet"):
+    for r in rows(sae.path("feature_stats")):
         f = r["feature"]
         assert arrays["n_active"][f] == r["n_active"]
         for column in ("density", "max", "mean", "std", "min"):
@@ -105,14 +132,14 @@ def test_index_round_trip(built):
             else:
                 assert arrays[column][f] == np.float32(r[column])
 
-    labels = {r["feature"]: r["label"] for r in rows(f"{sae['dir']}/analysis/labels.parquet")}
+    labels = {r["feature"]: r["label"] for r in rows(sae.path("labels"))}
     assert payload["labels"][NEEDLE] == NEEDLE_LABEL
     assert payload["labels"] == [labels.get(f, "") for f in range(48)]
 
-    unit_map = json.loads(Path(sae["dir"], "units", "unit_map.json").read_text())
+    unit_map = json.loads(sae.path("unit_map").read_text())
     assert np.flatnonzero(arrays["new_unit"] >= 0).tolist() == unit_map["kept_units"]
     assert payload["thresholds"] == ["p50", "p90", "p99", "p99_5"]
-    for r in rows(f"{sae['dir']}/units/thresholds.parquet"):
+    for r in rows(sae.path("thresholds")):
         assert arrays["thr.p99_5"][r["unit"]] == np.float32(r["p99_5"])
     assert payload["bands"] == 5
 
@@ -120,7 +147,7 @@ def test_index_round_trip(built):
 def test_peak_tokens_are_the_top_examples_max_tokens(built):
     board = Dashboard(built.html)
     _, arrays = board.index("a")
-    top = rows(f"{built.saes[0]['dir']}/analysis/top_examples.parquet")
+    top = rows(built.saes[0].path("top_examples"))
     for f in range(48):
         ranked = sorted((r for r in top if r["feature"] == f), key=lambda r: r["rank"])
         peaks = [r["tokens"][int(np.argmax(r["acts"]))] for r in ranked]
@@ -132,9 +159,9 @@ def test_peak_tokens_are_the_top_examples_max_tokens(built):
 def test_chunk_tables_round_trip(built):
     """Histograms, influences and neighbours of every feature, read from the chunk holding it."""
     board = Dashboard(built.html)
-    analysis = f"{built.saes[0]['dir']}/analysis"
+    sae = built.saes[0]
     assert len(board.sae("a")["chunks"]) == 3  # 48 features, 16 per chunk in these tests
-    for r in rows(f"{analysis}/histograms.parquet"):
+    for r in rows(sae.path("histograms")):
         f = r["feature"]
         _, arrays = board.chunk("a", f)
         counts = board.rows("a", "hist_counts", f)
@@ -142,14 +169,14 @@ def test_chunk_tables_round_trip(built):
         assert arrays["hist.counts"][counts.start : counts.stop].tolist() == r["counts"]
         np.testing.assert_array_equal(arrays["hist.edges"][edges.start : edges.stop], np.float32(r["edges"]))
 
-    for r in rows(f"{analysis}/influences.parquet"):
+    for r in rows(sae.path("influences")):
         _, arrays = board.chunk("a", r["feature"])
         found = [(bool(arrays["inf.positive"][i]), board.strings[arrays["inf.token"][i]], float(arrays["inf.score"][i]))
                  for i in board.rows("a", "inf", r["feature"])]
         assert (r["sign"] == "+", r["token"], pytest.approx(r["score"], rel=1e-3)) in found
 
     kinds = ("cosine", "coactivation")
-    for r in rows(f"{analysis}/neighbours.parquet"):
+    for r in rows(sae.path("neighbours")):
         _, arrays = board.chunk("a", r["feature"])
         found = [(kinds[arrays["nb.kind"][i]], int(arrays["nb.other"][i])) for i in board.rows("a", "nb", r["feature"])]
         assert (r["kind"], r["other"]) in found
@@ -158,7 +185,7 @@ def test_chunk_tables_round_trip(built):
 def test_detection_keeps_each_units_best_labels(built):
     board = Dashboard(built.html)
     payload, _ = board.index("a")
-    table = rows(f"{built.saes[0]['dir']}/analysis/detection.parquet")
+    table = rows(built.saes[0].path("detection"))
     for unit in {r["unit"] for r in table}:
         expected = sorted((r for r in table if r["unit"] == unit), key=lambda r: -r["f1"])[:10]
         _, arrays = board.chunk("a", unit)
@@ -171,7 +198,7 @@ def test_detection_keeps_each_units_best_labels(built):
 def test_label_tokens_round_trip(built):
     board = Dashboard(built.html)
     _, arrays = board.index("a")
-    for r in rows(f"{built.saes[0]['dir']}/analysis/labels.parquet"):
+    for r in rows(built.saes[0].path("labels")):
         at = slice(arrays["tfidf.ptr"][r["feature"]], arrays["tfidf.ptr"][r["feature"] + 1])
         assert [board.strings[t] for t in arrays["tfidf.token"][at]] == r["tokens"]
         np.testing.assert_allclose(arrays["tfidf.score"][at], r["scores"], rtol=1e-3)
@@ -180,7 +207,7 @@ def test_label_tokens_round_trip(built):
 
 def test_overview_manifest(built):
     run = Dashboard(built.html).manifest["run"]
-    assert run == {"model": "synthetic/model", "layers": [3, 5], "documents": 16, "tokens": 64 * 24, "labelled": True}
+    assert run == {"model": "synthetic/model", "hooks": ["layer-3", "layer-5"], "documents": 16, "tokens": 64 * 24, "labelled": True}
     a = Dashboard(built.html).sae("a")
     assert a["eval"]["ce_recovered"] == pytest.approx(4.5 / 4.8)
     assert len(a["training"]["tokens_seen"]) == 50
@@ -191,39 +218,72 @@ def test_minimal_sae_builds(built_minimal):
     board = Dashboard(built_minimal.html)
     payload, arrays = board.index("a")
     assert payload["labels"] is None and "new_unit" not in arrays and "tfidf.ptr" not in arrays
-    assert set(board.chunk("a", 0)[1]) == {f"top{s}" for s in (".ptr", ".segment", ".offset", ".length", ".max_index",
-                                                                 ".activation", "_acts.ptr", ".acts")}
+    assert set(board.chunk("a", 0)[1]) == {f"top{s}" for s in (".ptr", ".segment", ".offset", ".first_piece", ".length",
+                                                                 ".max_index", ".activation", "_acts.ptr", ".acts")}
     assert board.sae("a")["training"] is None and board.examples("a", "q", 0) == []
     assert len(board.examples("a", "top", 0)) == 20
 
 
-def windows(seq, start, length, tokens, acts=None) -> Windows:
-    length = np.asarray(length)
-    return Windows(np.zeros(len(seq), np.int64), None, np.asarray(seq), np.asarray(start), length,
-                   np.zeros(len(seq), np.int64), pa.array(tokens), np.zeros(len(tokens), np.float32))
+def test_examples_of_another_corpus_fail_clearly_and_write_nothing(built, tmp_path):
+    """Examples whose tokens are not the corpus's at their positions come from another run."""
+    sae = built.saes[0]
+    top = pq.read_table(sae.path("top_examples")).to_pylist()
+    top[0]["tokens"][0] = "not the corpus's"
+    pq.write_table(pa.Table.from_pylist(top, schema=pq.read_schema(sae.path("top_examples"))), tmp_path / "top.parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = SaeArtifacts("a", {**sae.paths, "top_examples": tmp_path / "top.parquet"})
+    message = f"disagree with corpus/tokens.parquet on the tokens of sequence {top[0]['seq']};"
+    with pytest.raises(SaeflowError, match=message):
+        build_dashboard(out / "dashboard.html", built.run, [stale])
+    assert not list(out.iterdir())  # not even a temporary file
 
 
-def test_overlapping_windows_merge_and_disjoint_ones_do_not():
-    w = windows([0, 0, 0, 1], [0, 2, 9, 0], [3, 3, 1, 2], [*"abccde", "x", "p", "q"])
-    corpus, (placed,) = pack_example_corpus([w])
-    strings = corpus.strings.to_pylist()
-    segments = [(int(s), int(st), "".join(strings[t] for t in corpus.tokens[corpus.ptr[i] : corpus.ptr[i + 1]]))
-                for i, (s, st) in enumerate(zip(corpus.seq, corpus.start))]
-    assert sorted(segments) == [(0, 0, "abcde"), (0, 9, "x"), (1, 0, "pq")]
-    assert placed.offset.tolist() == [0, 2, 0, 0]
+def inputs_of(built) -> dict:
+    """The dashboard rule's inputs for the built run, as snakemake.input holds them."""
+    keys = built.saes[0].paths
+    return {"tokens": built.run.tokens, "documents": built.run.documents,
+            **{key: [str(sae.path(key)) for sae in built.saes] for key in keys}, "rest_of_run": ["x"]}
 
 
-def test_windows_that_disagree_on_a_token_are_an_error():
-    w = windows([4, 4], [0, 1], [2, 2], list("abXc"))
-    with pytest.raises(SaeflowError, match="sequence 4"):
-        pack_example_corpus([w])
+def test_inputs_are_the_rules(built):
+    run, saes = from_inputs(inputs_of(built), "org/model", ["a", "b"])
+    assert run.model == "org/model" and [sae.name for sae in saes] == ["a", "b"]
+    assert saes[1].path("top_examples") == built.saes[1].path("top_examples")
+    inputs = inputs_of(built)
+    del inputs["detection"]  # optional: a corpus without labels has no detection
+    assert all(sae.table("detection") is None for sae in from_inputs(inputs, "m", ["a", "b"])[1])
+    inputs["influences"] = inputs["influences"][1:]  # only "b" is on a hidden_states hook
+    a, b = from_inputs(inputs, "m", ["a", "b"], influence_saes=["b"])[1]
+    assert a.path("influences") is None and b.path("influences") == built.saes[1].path("influences")
 
 
-def test_missing_feature_stats_fails_clearly_and_writes_nothing(built, tmp_path):
-    sae_dir, out_dir = tmp_path / "sae", tmp_path / "out"
-    sae_dir.mkdir()
-    out_dir.mkdir()
-    (sae_dir / "cfg.json").write_text((Path(built.saes[0]["dir"]) / "cfg.json").read_text())
-    with pytest.raises(SaeflowError, match="feature_stats.parquet"):
-        build_dashboard(out_dir / "dashboard.html", built.run, [{"name": "x", "dir": str(sae_dir)}])
-    assert not list(out_dir.iterdir())  # not even a temporary file
+@pytest.mark.parametrize("key", ["tokens", "documents", "sae_cfg", "feature_stats"])
+def test_a_required_input_not_given_is_one_clear_error(built, key):
+    inputs = inputs_of(built)
+    del inputs[key]
+    with pytest.raises(SaeflowError, match=f"needs input '{key}'"):
+        from_inputs(inputs, "m", ["a", "b"])
+
+
+def test_a_missing_input_file_fails_clearly(built, tmp_path):
+    inputs = inputs_of(built)
+    inputs["feature_stats"] = [inputs["feature_stats"][0], str(tmp_path / "gone.parquet")]
+    with pytest.raises(SaeflowError, match=r"dashboard input 'feature_stats' of SAE b: .*gone.parquet not found"):
+        from_inputs(inputs, "m", ["a", "b"])
+    inputs["labels"] = inputs["labels"][:1]
+    with pytest.raises(SaeflowError, match="'labels': expected one path per SAE"):
+        from_inputs(inputs, "m", ["a", "b"])
+    with pytest.raises(SaeflowError, match="'influences': expected one path per SAE of \\['a'\\]"):
+        from_inputs(inputs_of(built), "m", ["a", "b"], influence_saes=["a"])
+
+
+def test_wordpiece_examples_read_as_written(built_wordpiece):
+    """All-MiniLM-L6-v2 splits, lowercases and strips accents; the examples show the text."""
+    board = Dashboard(built_wordpiece.html)
+    shown = ["".join(piece for piece, special in zip(e["tokens"], e["special"]) if not special)
+             for e in board.examples("wp", "top", 0)]
+    assert shown == ["Tokenization of unbelievable", "Tokenization again.", "Tokenization!"]
+    assert not any("##" in piece for e in board.examples("wp", "top", 0) for piece in e["tokens"])
+    payload, _ = board.blobs[board.manifest["corpus"]]
+    assert payload["wordpiece"] is True  # so the page drops "##" from vocabulary tokens

@@ -96,6 +96,7 @@ class Sae {
     this.index = index;
     this.corpus = corpus;
     this.strings = corpus.json.strings;
+    this.wordpiece = corpus.json.wordpiece;
     this.labels = index.json.labels;
   }
 
@@ -120,7 +121,9 @@ class Sae {
     return out;
   }
 
-  // Examples of feature f from its chunk: kind "top" or "q" (quantile), in display order.
+  // Examples of feature f from its chunk: kind "top" or "q" (quantile), in display order. Each
+  // token is its piece of the document's text; a window's first token shows the text from its own
+  // start (its `first_piece`), the segment's piece of it carries the whitespace before it.
   // Token activations come stored as 0..255 parts of the example's max (see examples.py).
   examples(chunk, kind, f) {
     const A = chunk.arrays, C = this.corpus.arrays;
@@ -131,14 +134,15 @@ class Sae {
       const seg = A[kind + ".segment"][i], offset = A[kind + ".offset"][i], length = A[kind + ".length"][i];
       const maxIndex = A[kind + ".max_index"][i], activation = chunk.float(kind + ".activation", i);
       const base = C["seg.ptr"][seg] + offset;
-      const tokens = new Array(length), acts = new Float32Array(length);
+      const tokens = new Array(length), special = new Array(length), acts = new Float32Array(length);
       for (let j = 0; j < length; j++) {
-        tokens[j] = this.strings[C.tokens[base + j]];
+        tokens[j] = this.strings[j ? C.tokens[base + j] : A[kind + ".first_piece"][i]];
+        special[j] = C.special[base + j] === 1;
         acts[j] = A[kind + ".acts"][at + j] / 255 * activation;
       }
       at += length;
       out.push({
-        tokens, acts, maxIndex, activation,
+        tokens, special, acts, maxIndex, activation,
         seq: C["seg.seq"][seg],
         pos: C["seg.start"][seg] + offset + maxIndex,
         band: kind === "q" ? A["q.band"][i] : null,

@@ -25,11 +25,13 @@ function thresholdName(column) {
   return column.replace("_", ".");
 }
 
-function chip(text, value, className) {
+// A vocabulary token with its score.
+function chip(sae, token, value, className) {
+  const {text, inner} = vocabToken(token, sae.wordpiece);
   const span = el("span", "chip " + (className || ""));
-  span.appendChild(el("span", "chip-token", tokenText(text)));
+  span.appendChild(el("span", inner ? "chip-token inner" : "chip-token", tokenText(text)));
   if (value !== undefined) span.appendChild(el("span", "chip-value", fmt(value)));
-  span.title = JSON.stringify(text);
+  span.title = JSON.stringify(text) + (inner ? " (inside a word)" : "");
   return span;
 }
 
@@ -38,7 +40,7 @@ function header(sae, f) {
   const head = el("header", "feature-head");
   const title = el("h2", null, `Feature ${f}`);
   const badges = el("span", "badges");
-  badges.appendChild(el("span", "badge", `${sae.name} · layer ${sae.entry.layer}`));
+  badges.appendChild(el("span", "badge", `${sae.name} · ${sae.entry.hook}`));
   if (sae.isDead(f)) badges.appendChild(el("span", "badge warn", "dead"));
   if (sae.isDense(f)) badges.appendChild(el("span", "badge warn", "dense"));
   const kept = sae.isKept(f);
@@ -54,7 +56,7 @@ function header(sae, f) {
   if (tokens.length) {
     const line = el("div", "chips");
     line.appendChild(el("span", "muted", "TF-IDF tokens "));
-    for (const [t, s] of tokens) line.appendChild(chip(t, s));
+    for (const [t, s] of tokens) line.appendChild(chip(sae, t, s));
     head.appendChild(line);
   }
   return head;
@@ -98,7 +100,7 @@ function influenceCard(sae, chunk, f) {
     col.appendChild(el("h4", null, title));
     for (let i = lo; i < hi; i++) {
       if (A["inf.positive"][i] !== positive) continue;
-      col.appendChild(chip(sae.strings[A["inf.token"][i]], chunk.float("inf.score", i), positive ? "pos" : "neg"));
+      col.appendChild(chip(sae, sae.strings[A["inf.token"][i]], chunk.float("inf.score", i), positive ? "pos" : "neg"));
     }
     cols.appendChild(col);
   }

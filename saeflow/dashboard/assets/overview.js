@@ -7,7 +7,7 @@ function runCard(run, saes) {
   const box = card("Run");
   box.appendChild(keyValues([
     ["Model", run.model],
-    ["Layers", run.layers.join(", ")],
+    ["Hooks", run.hooks.join(", ")],
     ["Corpus", `${fmtInt(run.documents)} documents, ${fmtInt(run.tokens)} tokens${run.labelled ? ", labelled" : ""}`],
     ["SAEs", fmtInt(saes.length)],
   ]));
@@ -19,7 +19,7 @@ function metricsCard(saes) {
   const table = el("table", "grid-table metrics");
   const columns = [
     ["SAE", s => link(`#sae=${encodeURIComponent(s.name)}`, s.name)],
-    ["layer", s => fmtInt(s.layer)],
+    ["hook", s => s.hook],
     ["features", s => fmtInt(s.d_sae)],
     ["k", s => fmtInt(s.k)],
     ["kept units", s => s.n_kept === null ? "–" : fmtInt(s.n_kept)],

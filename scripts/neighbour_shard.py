@@ -1,7 +1,7 @@
-"""Influences and decoder-cosine / co-activation neighbours of one feature shard."""
+"""Decoder-cosine and co-activation neighbours of one feature shard."""
 import numpy as np
 
-from saeflow import decoder_tables, feature_shard, jobs, model, sequences, storage
+from saeflow import decoder_tables, feature_shard, jobs, storage
 
 snakemake = snakemake  # noqa: F821  (injected by Snakemake)
 p, out = snakemake.params, snakemake.output
@@ -9,16 +9,12 @@ p, out = snakemake.params, snakemake.output
 
 def main():
     W_dec = storage.read_safetensors(snakemake.input.weights)["W_dec"]
-    W_U = storage.read_safetensors(snakemake.input.W_U)["W_U"]
     n_features = len(W_dec)
     features = feature_shard.shard_range(n_features, p.n_shards, int(snakemake.wildcards.shard))
-    decode = sequences.TokenDecoder(model.load_tokenizer(p.model_path))
-    storage.write_table(out.influences, decoder_tables.influence_table(
-        W_dec, W_U, features, p.influence_k, lambda ids: decode(np.asarray(ids))))
     storage.write_table(out.neighbours_cosine, decoder_tables.cosine_table(W_dec, features, p.neighbours))
     indptr = storage.read_zarr_array(storage.open_zarr_group(snakemake.input.by_feature), "indptr")
     storage.write_table(out.neighbours_coactivation, decoder_tables.coactivation_table(
-        list(snakemake.input.chunks), features, n_features, np.diff(indptr), p.neighbours))
+        list(p.chunks), features, n_features, np.diff(indptr), p.neighbours))
 
 
 jobs.run_job(snakemake.log[0], main)

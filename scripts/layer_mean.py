@@ -1,6 +1,0 @@
-"""Mean activation vector of one layer over all its chunks."""
-from saeflow import activations, jobs
-
-snakemake = snakemake  # noqa: F821  (injected by Snakemake)
-
-jobs.run_job(snakemake.log[0], lambda: activations.layer_mean(list(snakemake.input.chunks), snakemake.output.mean))
