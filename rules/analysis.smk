@@ -143,8 +143,11 @@ rule gather_neighbours:
         "../scripts/gather_neighbours.py"
 
 
-# The record of the settings the analyses used (analysis/params.json).
+# The record of the settings the analyses of this SAE used (analysis/params.json), written
+# once the SAE exists, so a run stopped before training leaves none.
 rule analysis_params:
+    input:
+        cfg=PATHS["sae_cfg"],
     output:
         params=PATHS["analysis_params"],
     params:

@@ -14,7 +14,7 @@ min_version("8.0")
 # so this makes `saeflow` importable in all jobs, conda environments included.
 sys.path.insert(0, workflow.basedir)
 
-from saeflow import chunk_count, corpus, hook_plan, model_source  # noqa: E402
+from saeflow import chunk_count, corpus, corpus_plan, hook_plan, model_source  # noqa: E402
 from saeflow.config import describe_config_error, hook_config_keys, hook_specs, sae_hook, sae_width  # noqa: E402
 from saeflow.errors import SaeflowError  # noqa: E402
 from saeflow.paths import (  # noqa: E402
@@ -73,11 +73,11 @@ SAE_WIDTH = {
 # the real tokens over them), so a dry run shows every per-chunk job.
 CORPUS_FILES = _checked(lambda: corpus.resolve_sources(config["corpus"]["source"]))
 CORPUS_HAS_LABELS = _checked(
-    lambda: corpus.has_labels(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["labels_field"])
+    lambda: corpus_plan.has_labels(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["labels_field"])
 )
 N_CHUNKS = _checked(
     lambda: chunk_count.planned_chunk_count(
-        corpus.estimated_bytes(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["max_documents"]),
+        corpus_plan.estimated_bytes(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["max_documents"]),
         config["activations"]["tokens_per_chunk"],
         config["corpus"]["max_tokens"],
     )

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import pyarrow.parquet as pq
-
 from saeflow.errors import SaeflowError
 
 BUILTIN_NAME = "pydoc_topics"
@@ -117,6 +115,8 @@ def _jsonl_documents(path: str, text_field: str, labels_field: str | None) -> It
 
 
 def _parquet_documents(path: str, text_field: str, labels_field: str | None) -> Iterator[Document]:
+    import pyarrow.parquet as pq  # here, not at the top: the workflow imports this module while it plans
+
     try:
         parquet = pq.ParquetFile(path)
     except Exception as err:
@@ -160,67 +160,3 @@ def iter_documents(
         else:
             yield from _parquet_documents(path, text_field, labels_field)
 
-
-def estimated_bytes(paths: list[str], fmt: str, max_documents: int | None) -> int:
-    """The corpus's size in bytes, read off the file system (the built-in corpus: its text), for
-    planning before anything is tokenised; with `max_documents`, the share those documents take."""
-    if not paths:
-        from pydoc_data.topics import topics
-
-        sizes = [len(topics[name].encode()) for name in sorted(topics)]
-        return sum(sizes[:max_documents])
-    if max_documents is None:
-        return sum(Path(path).stat().st_size for path in paths)
-    total, left = 0, max_documents
-    for path in paths:
-        if left <= 0:
-            break
-        size, kind = Path(path).stat().st_size, format_of(path, fmt)
-        rows = 1 if kind == "text" else _row_count(path, kind)
-        taken = min(rows, left)
-        total += size * taken // max(rows, 1)
-        left -= taken
-    return total
-
-
-def _row_count(path: str, kind: str) -> int:
-    if kind == "parquet":
-        try:
-            return pq.ParquetFile(path).metadata.num_rows
-        except Exception as err:
-            raise SaeflowError(f"{path}: not a readable Parquet file ({err})") from None
-    with open(path, "rb") as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) + 1
-
-
-def has_labels(paths: list[str], fmt: str, labels_field: str | None) -> bool:
-    """Whether the corpus has a labels field (a Parquet column, or a key of some JSONL record):
-    decided while the workflow plans, so concept detection is planned only where it applies."""
-    if not labels_field:
-        return False
-    for path in paths:
-        kind = format_of(path, fmt)
-        if kind == "parquet":
-            try:
-                if labels_field in pq.read_schema(path).names:
-                    return True
-            except Exception as err:
-                raise SaeflowError(f"{path}: not a readable Parquet file ({err})") from None
-        elif kind == "jsonl" and _jsonl_has_key(path, labels_field):
-            return True
-    return False
-
-
-def _jsonl_has_key(path: str, key: str) -> bool:
-    needle = json.dumps(key).encode()
-    with open(path, "rb") as handle:
-        for raw in handle:
-            # Parse only the lines that could hold the key; a broken line is the corpus job's to report.
-            if needle in raw:
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and key in record:
-                    return True
-    return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from saeflow.errors import SaeflowError
 
@@ -46,8 +46,9 @@ def _skip_array(stream: BinaryIO) -> None:
         raise ValueError(f"array of value type {item_type}")
 
 
-def read_metadata(path: str | Path) -> dict:
-    """Every scalar and string key of the GGUF file at `path` (arrays are skipped)."""
+def read_metadata(path: str | Path, enough: Callable[[dict], bool] = lambda metadata: False) -> dict:
+    """The scalar and string keys of the GGUF file at `path` (arrays are skipped), all of them, or
+    those read until `enough(metadata)` holds (the vocabulary comes after the model's shape)."""
     metadata = {}
     try:
         with open(path, "rb") as stream:
@@ -65,6 +66,8 @@ def read_metadata(path: str | Path) -> dict:
                     metadata[key] = _read(stream, _SCALARS[value_type])
                 else:
                     raise ValueError(f"unknown value type {value_type} at key {key!r}")
+                if enough(metadata):
+                    break
     except (OSError, EOFError, ValueError) as err:
         reason = "truncated" if isinstance(err, EOFError) else str(err)
         raise SaeflowError(f"model.path: {path} is not a readable GGUF file ({reason}); point model.path "

@@ -36,22 +36,9 @@ def n_layers(path: str | Path) -> int:
     return model_shape(path).n_layers
 
 
-def d_model(path: str | Path) -> int:
-    return model_shape(path).d_model
-
-
 def is_causal_lm(path: str | Path) -> bool:
     """Whether the checkpoint is a causal LM (it has a next-token head to measure CE with)."""
     return model_shape(path).causal_lm
-
-
-def check_layer(layer: int, path: str | Path, key: str = "layer") -> None:
-    top = n_layers(path)
-    if not 0 <= layer <= top:
-        raise SaeflowError(
-            f"{key}: layer {layer} is out of range for {path} (hidden_states 0..{top}: 0 is the "
-            f"embedding output, {top} the last block); set it between 0 and {top}"
-        )
 
 
 def pick_device(setting: str) -> str:

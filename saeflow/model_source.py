@@ -112,7 +112,9 @@ def source_shape(source: ModelSource) -> ModelShape:
     GGUF architecture transformers converts is a causal LM)."""
     if not source.is_gguf:
         return config_shape(json.loads((source.path / "config.json").read_text()), source.path / "config.json")
-    header = read_metadata(source.path)
+    wanted = ("block_count", "embedding_length")
+    header = read_metadata(source.path, lambda meta: all(
+        f"{meta.get('general.architecture')}.{key}" in meta for key in wanted))
     arch = header.get("general.architecture")
     try:
         return ModelShape(int(header[f"{arch}.block_count"]), int(header[f"{arch}.embedding_length"]), True)

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from saeflow.config import hook_specs, sae_hook
-from saeflow.corpus import estimated_bytes, has_labels
+from saeflow.corpus_plan import estimated_bytes, has_labels
 from saeflow.errors import SaeflowError
 from saeflow.hook_plan import hook_widths
 from saeflow.model_source import resolve_model_source
