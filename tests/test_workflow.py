@@ -401,3 +401,35 @@ def test_the_runs_dashboard_shows_its_examples_offline_and_as_text(finished_run)
         page.page.go_forward()
         page.wait_title(f"Feature {other}")
         page.check()  # no console error, no dialog, no request but the file itself
+
+def test_module_and_lora_hooks_run_through_the_workflow(tmp_path):
+    """hooks: a LoRA A·x list and an MLP output of a tiny Llama with an adapter: one capture job
+    per chunk writes both, each SAE trains on its hook, and a bad path stops the plan first."""
+    from tiny_models import build_lora_adapter, build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "llama")
+    adapter = build_lora_adapter(model, tmp_path / "lora")
+    lora = ["model.layers.0.self_attn.q_proj.lora_A.default", "model.layers.0.self_attn.v_proj.lora_A.default"]
+    config = tiny_config(model, write_corpus(tmp_path / "corpus"), saes={
+        "ax": {"hook": "lora_ax", "k": 2, "d_sae": 16, **TRAINING},
+        "mlp": {"hook": "mlp1", "k": 4, "expansion": 2, **TRAINING},
+    })
+    config["model"]["adapter"] = str(adapter)
+    config["hooks"] = {"lora_ax": lora, "mlp1": "model.layers.1.mlp"}
+    planned = planned_jobs(run_snakemake(tmp_path / "work", config, "-n", "results/saes/metrics.parquet"))
+    assert planned["capture_activations"] >= 2 and planned["train_sae"] == 2  # one capture per chunk, both hooks
+    result = run_snakemake(tmp_path / "work", config, "-p", "results/saes/metrics.parquet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = tmp_path / "work/results"
+    for hook, spec, width in [("lora_ax", lora, 8), ("mlp1", "model.layers.1.mlp", 32)]:
+        group = zarr.open_group(str(results / f"activations/{hook}/chunk-0000.zarr"), mode="r")
+        assert group.attrs["hook"] == spec and group["acts"].shape[1] == width
+    metrics = {row["name"]: row for row in pq.read_table(results / "saes/metrics.parquet").to_pylist()}
+    assert metrics["ax"]["hook"] == "lora_ax" and metrics["ax"]["ce_recovered"] is None  # a list: no splice
+    assert metrics["mlp"]["d_sae"] == 64 and metrics["mlp"]["ce_recovered"] is not None
+
+    bad = dict(config, hooks={**config["hooks"], "mlp1": "model.layer.1.mlp"})
+    failed = run_snakemake(tmp_path / "bad", bad, "-n")
+    message = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "Traceback" not in message
+    assert "hooks.mlp1: no module 'model.layer.1.mlp' in" in message and "did you mean model.layers.1.mlp" in message
