@@ -20,6 +20,7 @@ import torch
 
 from _rss import best_of
 from saeflow.activations import forward_hooks, length_sorted_batches, padded_batch
+from saeflow.chunks import sequence_bounds
 from saeflow.corpus import iter_documents
 from saeflow.hooks import parse_hook_spec
 from saeflow.model import load_model, load_tokenizer, pick_device
@@ -63,8 +64,7 @@ def main():
     tokenize_corpus(iter_documents([]), load_tokenizer(args.tokenizer), args.context_len, tokens,
                     work / "documents.parquet", work / "idf.parquet", max_tokens=args.tokens)
     rows = read_parquet_columns(tokens, ["seq", "token_id"])
-    seq_starts = np.flatnonzero(np.diff(rows["seq"], prepend=-1))
-    lengths = np.diff(np.append(seq_starts, len(rows["seq"])))
+    seq_starts, lengths = sequence_bounds(rows["seq"])
     token_ids = rows["token_id"].astype(np.int64)
     n_tokens = len(token_ids)
     model = load_model(model_dir, pick_device(args.device), args.dtype)

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from saeflow import storage
-from saeflow.chunks import Chunk, read_token_rows
+from saeflow.chunks import Chunk, read_token_rows, sequence_bounds
 from saeflow.errors import SaeflowError
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ def capture_chunk(model, model_name: str, tokens_path, chunk: Chunk, hooks: dict
     if dtype not in STORE_DTYPES:
         raise SaeflowError(f"activations.dtype: {dtype!r} is not one of {STORE_DTYPES}")
     rows = read_token_rows(tokens_path, chunk.token_start, chunk.token_stop, ["seq", "token_id"])
-    seq_starts = np.flatnonzero(np.diff(rows["seq"], prepend=-1))
-    lengths = np.diff(np.append(seq_starts, len(rows["seq"])))
+    seq_starts, lengths = sequence_bounds(rows["seq"])
     acts = forward_hooks(model, hooks, rows["token_id"], seq_starts, lengths, batch_size, dtype, progress)
     for name, spec in hooks.items():
         attrs = {"model": model_name, "hook": spec, "token_start": chunk.token_start, "dtype": dtype}

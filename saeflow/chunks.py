@@ -81,6 +81,12 @@ def find_chunk(plan_path, chunk: str) -> Chunk:
     raise SaeflowError(f"{plan_path}: no chunk {chunk!r}; rerun the workflow to refresh the plan")
 
 
+def sequence_bounds(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row offset and length of each sequence in a run of token rows ordered by sequence."""
+    starts = np.flatnonzero(np.diff(seq, prepend=-1))
+    return starts, np.diff(np.append(starts, len(seq)))
+
+
 def read_token_rows(tokens_path, start: int, stop: int, columns: list[str]) -> dict[str, np.ndarray]:
     """Rows start..stop-1 of tokens.parquet, reading only the row groups that overlap them."""
     parquet = pq.ParquetFile(tokens_path)

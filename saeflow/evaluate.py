@@ -14,7 +14,7 @@ import torch
 from saeflow import storage
 from saeflow.activations import length_sorted_batches, padded_batch
 from saeflow.batches import iter_kept_rows, special_row_offsets
-from saeflow.chunks import Chunk, read_token_rows
+from saeflow.chunks import Chunk, read_token_rows, sequence_bounds
 from saeflow.hooks import replaceable, replaced
 from saeflow.model import is_causal_lm, load_model
 from saeflow.sae import BatchTopKSAE
@@ -70,8 +70,7 @@ def reconstruction_metrics(sae, chunk_path, excluded_rows: np.ndarray | None = N
 
 def _sequences(tokens_path, chunk: Chunk, max_sequences: int):
     rows = read_token_rows(tokens_path, chunk.token_start, chunk.token_stop, ["seq", "token_id"])
-    starts = np.flatnonzero(np.diff(rows["seq"], prepend=-1))
-    lengths = np.diff(np.append(starts, len(rows["seq"])))  # before truncating: the last one ends at the next start
+    starts, lengths = sequence_bounds(rows["seq"])  # of all sequences: a kept one ends where the next starts
     return rows["token_id"].astype(np.int64), starts[:max_sequences], lengths[:max_sequences]
 
 

@@ -80,11 +80,9 @@ def check_hook_spec(spec, names: list[str], n_layers: int, key: str, where: str 
     sites = parse_hook_spec(spec, key)
     known = set(names)
     for site in sites:
-        if site.kind == "hidden_states" and site.target > n_layers:
-            raise SaeflowError(f"{key}: hidden_states.{site.target} is out of range for {where} (hidden_states.0 "
-                               f"is the embedding output, hidden_states.{n_layers} the last block's); set L "
-                               f"between 0 and {n_layers}")
-        if site.kind != "hidden_states" and site.target not in known:
+        if site.kind == "hidden_states":
+            _check_layer(site, n_layers, key, where)
+        elif site.target not in known:
             raise _no_module(key, site.target, names, where)
     return sites
 
@@ -184,9 +182,11 @@ def _first_input(module, args, kwargs):
     return args[0] if args else kwargs[_first_param(module)]
 
 
-def _check_layer(site: Site, n_layers: int, key: str) -> None:
+def _check_layer(site: Site, n_layers: int, key: str, where: str = "the model") -> None:
     if site.target > n_layers:
-        raise SaeflowError(f"{key}: hidden_states.{site.target} is out of range (0..{n_layers})")
+        raise SaeflowError(f"{key}: hidden_states.{site.target} is out of range for {where} (hidden_states.0 "
+                           f"is the embedding output, hidden_states.{n_layers} the last block's); set L "
+                           f"between 0 and {n_layers}")
 
 
 def _first_output(output):
