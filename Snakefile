@@ -26,6 +26,8 @@ include: "rules/features.smk"
 include: "rules/analysis.smk"
 include: "rules/units.smk"
 include: "rules/autointerp.smk"
+include: "rules/vectors.smk"
+include: "rules/interventions.smk"
 include: "rules/dashboard.smk"
 
 

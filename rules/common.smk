@@ -15,7 +15,15 @@ min_version("8.0")
 sys.path.insert(0, workflow.basedir)
 
 from saeflow import chunk_count, corpus, corpus_plan, hook_plan, model_source  # noqa: E402
-from saeflow.config import describe_config_error, hook_config_keys, hook_specs, sae_hook, sae_width  # noqa: E402
+from saeflow.config import (  # noqa: E402
+    describe_config_error,
+    hook_config_keys,
+    hook_specs,
+    sae_hook,
+    sae_width,
+    steering_experiments,
+)
+from saeflow.hooks import replaceable  # noqa: E402
 from saeflow.errors import SaeflowError  # noqa: E402
 from saeflow.paths import (  # noqa: E402
     ACTIVATION_PIECES,
@@ -55,6 +63,7 @@ MODEL_DIR = PATHS["model"] if MODEL.is_gguf else str(MODEL.path)
 TOKENIZER_DIR = PATHS["tokenizer"] if MODEL.is_gguf else str(MODEL.path)
 MODEL_NAME = MODEL.name  # as configured, for cfg.json and the dashboard
 ADAPTER = config["model"]["adapter"]
+CAUSAL_LM = _checked(lambda: model_source.source_shape(MODEL).causal_lm)
 # Every model job reads the model directory (and the adapter), so a new one reruns them.
 MODEL_INPUTS = {"model": MODEL_DIR, **({"adapter": ADAPTER} if ADAPTER else {})}
 
@@ -85,6 +94,11 @@ N_CHUNKS = _checked(
 CHUNK_IDS = [chunk_count.chunk_id(index) for index in range(N_CHUNKS)]
 TRAINING_CHUNK_IDS, HOLDOUT_CHUNK_ID = CHUNK_IDS[:-1], CHUNK_IDS[-1]  # the last chunk is every SAE's eval
 
+# Steering experiments by name, checked against the SAEs and the model before any job runs.
+STEERING = _checked(
+    lambda: steering_experiments(config, HOOKS, SAE_HOOK, SAE_WIDTH, CAUSAL_LM, CORPUS_HAS_LABELS)
+)
+
 
 # The analysis settings each kind of job reads, and those params.json records.
 ACTIVATION_SETTINGS = ["top_k", "context", "bins", "histogram_scale", "percentiles", "detection_percentile",
@@ -105,6 +119,38 @@ def has_influences(sae):
     """Influences (W_dec @ W_U) are defined only for an SAE on one hidden_states hook."""
     spec = HOOKS[SAE_HOOK[sae]]
     return isinstance(spec, str) and spec.startswith("hidden_states.")
+
+
+def steering_of(sae):
+    """The steering experiments of one SAE, in config order."""
+    return [experiment for experiment in STEERING.values() if experiment["sae"] == sae]
+
+
+def has_ablation(sae):
+    """Ablation effects need a causal LM and a hook the forward pass can be edited at."""
+    wanted = config["ablation"]["max_features"] > 0 or steering_of(sae)
+    return bool(wanted) and CAUSAL_LM and replaceable(HOOKS[SAE_HOOK[sae]])
+
+
+def steering_inputs(wildcards):
+    """A steering job's inputs: the SAE, its feature stats and labels (for `label:` queries), the
+    model and tokenizer, and the label vectors of its hook for a `vector:` experiment."""
+    experiment = STEERING[wildcards.experiment]
+    if experiment["sae"] != wildcards.sae:
+        raise WorkflowError(f"steering experiment {wildcards.experiment} belongs to SAE {experiment['sae']}, "
+                            f"not {wildcards.sae}: ask for {path('steering', sae=experiment['sae'], experiment=wildcards.experiment)}")
+    inputs = {
+        "weights": path("sae_weights", sae=wildcards.sae),
+        "cfg": path("sae_cfg", sae=wildcards.sae),
+        "feature_stats": path("analysis_table", sae=wildcards.sae, table="feature_stats"),
+        "labels": path("analysis_table", sae=wildcards.sae, table="labels"),
+        "tokenizer": TOKENIZER_DIR,
+        **MODEL_INPUTS,
+    }
+    if "vector" in experiment:
+        hook = SAE_HOOK[wildcards.sae]
+        inputs |= {"vectors": path("label_vectors", hook=hook), "vector_table": path("label_vector_table", hook=hook)}
+    return inputs
 
 
 def shard_pieces(table):
@@ -155,10 +201,20 @@ def sae_targets(sae):
         PATHS["unit_map"],
         PATHS["thresholds"],
         *expand(PATHS["filtered"], chunk=CHUNK_IDS, allow_missing=True),
-        *([PATHS["detection"]] if CORPUS_HAS_LABELS else []),
+        *([PATHS["detection"], PATHS["label_alignment"]] if CORPUS_HAS_LABELS else []),
+        *([PATHS["ablation"], PATHS["ablation_logits"]] if has_ablation(sae) else []),
+        *expand(PATHS["steering"], experiment=[e["name"] for e in steering_of(sae)], allow_missing=True),
         *autointerp_targets(),
     ]
     return expand(targets, sae=sae)
+
+
+def hook_targets(hook):
+    """Every artifact under results/activations/<hook>/ beyond the chunks."""
+    targets = [PATHS["mean"], PATHS["doc_vectors"], PATHS["doc_mean"], PATHS["doc_vector_table"]]
+    if CORPUS_HAS_LABELS:
+        targets += [PATHS["label_vectors"], PATHS["label_vector_table"]]
+    return expand(targets, hook=hook)
 
 
 def run_artifacts(wildcards=None):
@@ -167,7 +223,7 @@ def run_artifacts(wildcards=None):
         PATHS["tokens"],
         PATHS["documents"],
         PATHS["idf"],
-        *expand(PATHS["mean"], hook=list(HOOKS)),
+        *[target for hook in HOOKS for target in hook_targets(hook)],
         PATHS["metrics"],
         *[target for sae in config["saes"] for target in sae_targets(sae)],
     ]
@@ -178,10 +234,26 @@ def final_targets(wildcards):
     return [*run_artifacts(), PATHS["dashboard"]]
 
 
+def dashboard_owners():
+    """Dashboard inputs whose lists do not follow config's SAEs: input key -> the SAE of each path."""
+    saes = list(config["saes"])
+    owners = {
+        "influences": [sae for sae in saes if has_influences(sae)],
+        "steering": [experiment["sae"] for experiment in STEERING.values()],
+        "ablation": [sae for sae in saes if has_ablation(sae)],
+    }
+    owners["ablation_logits"] = owners["ablation"]
+    if config["autointerp"]["enabled"] and config["autointerp"]["endpoint"]:
+        owners["llm_labels"] = saes
+    if CORPUS_HAS_LABELS:
+        owners["label_alignment"] = saes
+    return owners
+
+
 def dashboard_inputs(wildcards):
     """Everything the dashboard reads: the corpus tables, and per artifact one list over the SAEs
-    in config order (input.<key>[i] belongs to params.saes[i]); influences only for the SAEs that
-    have them (params.influence_saes)."""
+    in config order (input.<key>[i] belongs to params.saes[i]), but for the keys of
+    dashboard_owners(), whose lists follow it (influences, steering experiments, ablation, ...)."""
     saes = list(config["saes"])
     per_sae = {
         "sae_cfg": PATHS["sae_cfg"],
@@ -196,7 +268,12 @@ def dashboard_inputs(wildcards):
     }
     inputs = {"documents": PATHS["documents"], "tokens": PATHS["tokens"]}
     inputs.update({key: expand(pattern, sae=saes) for key, pattern in per_sae.items()})
-    inputs["influences"] = [path("analysis_table", sae=sae, table=INFLUENCE_PIECE) for sae in saes if has_influences(sae)]
+    owners = dashboard_owners()
+    inputs["influences"] = [path("analysis_table", sae=sae, table=INFLUENCE_PIECE) for sae in owners["influences"]]
+    inputs["steering"] = [path("steering", sae=e["sae"], experiment=e["name"]) for e in STEERING.values()]
+    for key in ("ablation", "ablation_logits", "llm_labels", "label_alignment"):
+        if key in owners:
+            inputs[key] = [path(key, sae=sae) for sae in owners[key]]
     # Not read, but asked for: `snakemake results/dashboard.html` then leaves the whole run built
     # (hook means, filtered units, the sweep's metrics), the same set as `rule all`.
     inputs["rest_of_run"] = run_artifacts()

@@ -8,7 +8,7 @@ rule dashboard:
         html=PATHS["dashboard"],
     params:
         saes=list(config["saes"]),
-        influence_saes=[sae for sae in config["saes"] if has_influences(sae)],
+        owners=dashboard_owners(),
         model=MODEL_NAME,
     threads: 1
     resources:

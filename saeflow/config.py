@@ -84,3 +84,37 @@ def hook_config_keys(config: dict) -> dict:
     keys = {f"layer-{settings['layer']}": f"saes.{name}.layer"
             for name, settings in reversed(config["saes"].items()) if "layer" in settings}
     return keys | {name: f"hooks.{name}" for name in config["hooks"]}
+
+
+def steering_experiments(config: dict, hooks: dict, sae_hooks: dict, sae_widths: dict, causal_lm: bool,
+                         has_labels: bool) -> dict:
+    """name -> experiment of `steering:`, checked before any job runs: unique names, a known SAE
+    on a hook that can be edited in a causal LM's forward, feature ids within the SAE, and label
+    vectors only where the corpus has labels."""
+    from saeflow.hooks import replaceable
+
+    experiments = {}
+    for index, experiment in enumerate(config["steering"]):
+        name, sae = experiment["name"], experiment["sae"]
+        key = f"steering[{index}] ({name})"
+        if name in experiments:
+            raise SaeflowError(f"{key}: the name {name!r} is used twice; give each experiment its own name")
+        if sae not in sae_hooks:
+            raise SaeflowError(f"{key}.sae: {sae!r} is not a key of saes: (known: {', '.join(sae_hooks)})")
+        if not causal_lm:
+            raise SaeflowError(f"{key}: steering generates text, which needs a causal LM; model.path is not one")
+        spec = hooks[sae_hooks[sae]]
+        if not replaceable(spec):
+            raise SaeflowError(f"{key}.sae: {sae}'s hook {spec!r} is an :input or a list, which cannot be edited "
+                               "in the forward pass; steer an SAE on one module output or hidden_states.L")
+        past = [f for f in experiment.get("features", []) if f >= sae_widths[sae]]
+        if past:
+            raise SaeflowError(f"{key}.features: feature {past[0]} is past {sae}'s {sae_widths[sae]} features "
+                               f"(ids 0..{sae_widths[sae] - 1}); pick ids below {sae_widths[sae]}")
+        if "vector" in experiment and not has_labels:
+            raise SaeflowError(f"{key}.vector: label vectors need a corpus with labels (corpus.labels_field); "
+                               "steer by `features:` or `label:` instead")
+        if "vector" in experiment and experiment["mode"] != "add":
+            raise SaeflowError(f"{key}.mode: a label vector can only be added (mode: add)")
+        experiments[name] = experiment
+    return experiments

@@ -4,7 +4,7 @@ The rules build their inputs and outputs from these patterns; scripts and the da
 the resulting paths through `snakemake.input` / `snakemake.output` and use the table names
 below, so renaming an artifact is a change to this file only. Wildcards: `{hook}` a hook
 point's name, `{chunk}` a chunk id, `{sae}` an SAE's name, `{shard}` a feature shard, `{table}`
-an analysis table.
+an analysis table, `{experiment}` a steering experiment's name.
 """
 
 PATHS = {
@@ -17,6 +17,11 @@ PATHS = {
     "plan": "results/activations/chunks.json",
     "acts": "results/activations/{hook}/{chunk}.zarr",
     "mean": "results/activations/{hook}/mean.safetensors",
+    "doc_vectors": "results/activations/{hook}/doc_vectors.zarr",
+    "doc_mean": "results/activations/{hook}/doc_mean.safetensors",
+    "doc_vector_table": "results/activations/{hook}/doc_vectors.parquet",
+    "label_vectors": "results/activations/{hook}/label_vectors.safetensors",
+    "label_vector_table": "results/activations/{hook}/label_vectors.parquet",
     "sae_weights": "results/saes/{sae}/sae_weights.safetensors",
     "sae_cfg": "results/saes/{sae}/cfg.json",
     "training_log": "results/saes/{sae}/training_log.parquet",
@@ -35,6 +40,10 @@ PATHS = {
     "thresholds": "results/saes/{sae}/units/thresholds.parquet",
     "autointerp_prompts": "results/saes/{sae}/analysis/autointerp_prompts.jsonl",
     "llm_labels": "results/saes/{sae}/analysis/llm_labels.parquet",
+    "label_alignment": "results/saes/{sae}/analysis/label_alignment.parquet",
+    "ablation": "results/saes/{sae}/analysis/ablation.parquet",
+    "ablation_logits": "results/saes/{sae}/analysis/ablation_logits.parquet",
+    "steering": "results/saes/{sae}/steering/{experiment}.parquet",
     "dashboard": "results/dashboard.html",
 }
 

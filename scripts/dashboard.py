@@ -7,9 +7,10 @@ snakemake = snakemake  # noqa: F821  (injected by Snakemake)
 
 
 def main():
-    # Per-SAE inputs are lists that follow params.saes (influences: params.influence_saes).
+    # Per-SAE inputs are lists that follow params.saes, but those of params.owners ({key: the SAE
+    # of each path}): influences, steering (one path per experiment), ablation, LLM labels, ...
     p = snakemake.params
-    run, saes = from_inputs(dict(snakemake.input.items()), p.model, p.saes, p.influence_saes)
+    run, saes = from_inputs(dict(snakemake.input.items()), p.model, p.saes, p.owners)
     build_dashboard(snakemake.output.html, run, saes)
 
 

@@ -53,6 +53,14 @@ LABELLED = [("The quick brown fox jumps over the lazy dog. " * 6, ["animal"]),
             ("A <script>alert(2)</script> tag, an <img src=x onerror=alert(1)> and a lazy fox.", ["animal", "web"])]
 
 
+STEERING = [
+    {"name": "push", "sae": "tiny", "features": [3, 5], "alphas": [0.0, 4.0], "prompts": ["The lazy", "Sparse"],
+     "max_new_tokens": 5},
+    {"name": "towards-animal", "sae": "wide", "vector": "animal", "alphas": [1.0], "prompts": ["A <b>tag</b>"],
+     "max_new_tokens": 4},
+]
+
+
 @pytest.fixture(scope="module")
 def finished_run(tiny_lm, tmp_path_factory):
     """The whole workflow on a labelled JSONL corpus (so concept detection runs too)."""
@@ -61,6 +69,8 @@ def finished_run(tiny_lm, tmp_path_factory):
     corpus.write_text("".join(json.dumps({"text": t, "labels": l}) + "\n" for t, l in LABELLED))
     config = tiny_config(tiny_lm, str(corpus))
     config["analysis"] = {"top_k": 3, "context": 2, "feature_shards": 2, "neighbours": 3, "influence_k": 4}
+    config["ablation"] = {"max_features": 2, "examples": 2}
+    config["steering"] = STEERING
     result = run_snakemake(workdir, config)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, config
@@ -104,7 +114,8 @@ def test_a_fresh_dry_run_lists_every_job_of_the_run(tiny_lm, tmp_path):
         "evaluate_sae": 2, "gather_metrics": 1, "encode_features": 2 * n_chunks, "transpose_features": 2,
         "unembedding": 1, "analyse_feature_shard": 8, "influence_shard": 8, "neighbour_shard": 8,
         "gather_table": 2 * 6, "gather_neighbours": 2, "analysis_params": 2, "unit_map": 2,
-        "filter_units": 2 * n_chunks, "thresholds": 2, "dashboard": 1, "all": 1,
+        "filter_units": 2 * n_chunks, "thresholds": 2, "document_vectors": 2, "ablation": 2, "dashboard": 1,
+        "all": 1,
     }
     run = run_snakemake(tmp_path / "work", config, "-p", "results/activations/chunks.json")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -327,6 +338,60 @@ def test_the_runs_feature_tables_equal_a_dense_recomputation(finished_run):
         assert [r["activation"] for r in mine] == pytest.approx(seq_max[order].tolist(), rel=1e-4)
         if np.all(np.abs(np.diff(np.sort(seq_max)[::-1][:4])) > 1e-4):  # no near-ties to reorder
             assert [r["seq"] for r in mine] == order.tolist()
+
+
+def dense_hook_rows(results, hook):
+    """All rows of a hook's chunks, as stored, widened to float64 (tiny corpus: fits)."""
+    chunks = sorted((results / "activations" / hook).glob("chunk-*.zarr"))
+    return np.concatenate([zarr.open_group(str(c), mode="r")["acts"][:].astype(np.float64) for c in chunks])
+
+
+def test_steering_ablation_and_vectors_of_the_run_equal_a_recomputation(finished_run):
+    workdir, _ = finished_run
+    results = workdir / "results"
+    tokens = pq.read_table(results / "corpus/tokens.parquet").to_pandas()
+    documents = pq.read_table(results / "corpus/documents.parquet").to_pylist()
+
+    # Document vectors: the mean of each document's content-token rows.
+    for hook in ("layer-1", "layer-2"):
+        rows = dense_hook_rows(results, hook)
+        stored = zarr.open_group(str(results / f"activations/{hook}/doc_vectors.zarr"), mode="r")["vectors"][:]
+        content = ~tokens.special.to_numpy()
+        expected = np.stack([rows[(tokens.doc.to_numpy() == d["doc"]) & content].mean(0) for d in documents])
+        np.testing.assert_allclose(stored, expected, rtol=1e-5, atol=1e-5)
+    # wide's label vector for "animal" (documents with it minus without), and its decoder cosines.
+    has = np.array(["animal" in d["labels"] for d in documents])
+    animal = expected[has].mean(0) - expected[~has].mean(0)
+    table = pq.read_table(results / "activations/layer-2/label_vectors.parquet").to_pylist()
+    row = next(r["row"] for r in table if r["label"] == "animal")
+    vectors = read_safetensors(results / "activations/layer-2/label_vectors.safetensors")["vectors"]
+    np.testing.assert_allclose(vectors[row], animal, rtol=1e-4, atol=1e-5)
+    W_dec = read_safetensors(results / "saes/wide/sae_weights.safetensors")["W_dec"].astype(np.float64)
+    alignment = pq.read_table(results / "saes/wide/analysis/label_alignment.parquet").to_pandas()
+    cosines = alignment[alignment.label == "animal"].sort_values("feature").cosine.to_numpy()
+    np.testing.assert_allclose(cosines, W_dec @ animal / np.linalg.norm(W_dec, axis=1) / np.linalg.norm(animal),
+                               rtol=1e-4, atol=1e-5)
+
+    # Steering: every (prompt, feature, alpha) of the config; alpha 0 adds nothing.
+    push = pq.read_table(results / "saes/tiny/steering/push.parquet").to_pylist()
+    assert [(r["prompt"], r["feature"], r["alpha"]) for r in push] == [
+        (p, f, a) for p in ("The lazy", "Sparse") for f in (3, 5) for a in (0.0, 4.0)]
+    assert all(r["steered"] == r["baseline"] and r["steered_ce"] == r["baseline_ce"] for r in push if r["alpha"] == 0)
+    (towards,) = pq.read_table(results / "saes/wide/steering/towards-animal.parquet").to_pylist()
+    assert towards["vector"] == "animal" and towards["feature"] is None and towards["prompt"] == "A <b>tag</b>"
+
+    # Ablation: the first two features with examples plus the steered 3 and 5, over the top
+    # examples' own windows.
+    effects = pq.read_table(results / "saes/tiny/analysis/ablation.parquet").to_pandas()
+    top = pq.read_table(results / "saes/tiny/analysis/top_examples.parquet").to_pandas()
+    with_examples = sorted(top.feature.unique())
+    assert sorted(effects.feature.unique()) == sorted(set(with_examples[:2]) | ({3, 5} & set(with_examples)))
+    for (feature, rank), window in effects.groupby(["feature", "rank"]):
+        example = top[(top.feature == feature) & (top["rank"] == rank)].iloc[0]
+        assert rank < 2 and window.token.tolist() == list(example.tokens)
+        np.testing.assert_allclose(window.activation.to_numpy(), example.acts, rtol=1e-3, atol=1e-3)
+    logits = pq.read_table(results / "saes/tiny/analysis/ablation_logits.parquet").to_pandas()
+    assert set(logits.feature) <= set(effects.feature) and set(logits.sign) == {"+", "-"}
 
 
 def test_saelens_loads_the_runs_sae(finished_run):

@@ -7,8 +7,11 @@ base64 blobs it decodes only when needed:
 - per SAE an index blob: what the feature list needs for every feature (stats, labels and their
   TF-IDF tokens, units, thresholds, and the tokens each feature peaks on, for search);
 - per SAE, chunks of CHUNK_FEATURES consecutive features with everything else (histograms,
-  influences, neighbours, detection, examples): opening a feature decodes one chunk, not the
-  whole SAE, which keeps the first feature fast however wide the SAE is.
+  influences, neighbours, detection, label alignment, examples and their ablation, ablation
+  logits): opening a feature decodes one chunk, not the whole SAE, which keeps the first feature
+  fast however wide the SAE is;
+- per SAE with steering experiments, one small blob of all their rows (see steering_rows.py), decoded
+  by a feature page of that SAE and by the experiments view; the manifest lists the experiments.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from markupsafe import Markup
 
 from saeflow.dashboard import blob, feature_columns
 from saeflow.dashboard.artifacts import Run, SaeArtifacts, has_column, parquet_rows
-from saeflow.dashboard.examples import (ExampleCorpus, Placement, Windows, example_tables, pack_example_corpus,
-                                        peak_tokens, read_windows)
+from saeflow.dashboard.examples import (ExampleCorpus, Placement, Windows, ablation_tables, example_tables,
+                                        pack_example_corpus, peak_tokens, read_windows)
 from saeflow.dashboard.overview import density_histogram, eval_metrics, training_curves
+from saeflow.dashboard.steering_rows import steering_blob
 from saeflow.dashboard.tables import ByFeature, Strings
 from saeflow.errors import SaeflowError
 from saeflow.storage import atomic_path
@@ -36,7 +40,8 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 # Concatenated in this order into the page's one script.
-SCRIPTS = ("data.js", "plots.js", "tokens.js", "browser.js", "feature.js", "overview.js", "app.js")
+SCRIPTS = ("data.js", "plots.js", "tokens.js", "browser.js", "feature.js", "steering.js", "experiments.js",
+           "overview.js", "app.js")
 CHUNK_FEATURES = 1024
 
 
@@ -96,9 +101,20 @@ def _pack_sae(art: SaeArtifacts, cfg: dict, examples: dict[str, Windows], where:
         chunked += example_tables(kind, w, where[kind], n)
     if "top" in examples:
         index_arrays.update(peak_tokens(examples["top"], where["top"], n, strings).arrays())
+    index_payload["ablated"] = None  # how many features were ablated, where the SAE has the ablation
+    if (table := art.table("ablation")) is not None:
+        if "top" not in examples:
+            raise SaeflowError(f"SAE {art.name}: the ablation's examples are top examples; "
+                               "the dashboard rule must give top_examples with ablation")
+        chunked += ablation_tables(table, examples["top"], n, str(art.path("ablation")))
+        index_payload["ablated"] = int(np.unique(table["feature"].to_numpy()).size)
     index_payload["bands"] = _bands(art, examples.get("q"))
     index_payload["chunk_features"] = chunk_features
     unit_map = art.json("unit_map")
+    steering = None
+    if files := art.tables("steering"):
+        payload, experiments = steering_blob(files, n)
+        steering = {"blob": blobs.add(payload, {}), "experiments": experiments}
     return {
         "name": art.name,
         "hook": cfg["hook"],
@@ -111,6 +127,7 @@ def _pack_sae(art: SaeArtifacts, cfg: dict, examples: dict[str, Windows], where:
         "index": blobs.add(index_payload, index_arrays),
         "chunks": [blobs.add({"first": lo}, _slice(chunked, lo, min(n, lo + chunk_features)))
                    for lo in range(0, n, chunk_features)],
+        "steering": steering,
     }
 
 
@@ -153,7 +170,8 @@ def _features(art: SaeArtifacts, n: int, strings: Strings) -> tuple[dict, dict, 
     """The index blob's payload and arrays, and the tables that go into the chunks."""
     stats = art.table("feature_stats")
     index = feature_columns.stats_arrays(stats, n, str(art.path("feature_stats")))
-    payload: dict = {"thresholds": [], "labels": None, "detection_labels": None}
+    payload: dict = {"thresholds": [], "labels": None, "llm_labels": None, "llm_models": [], "detection_labels": None,
+                     "alignment_labels": None}
     chunked: list[ByFeature] = []
     if (unit_map := art.json("unit_map")) is not None:
         units, payload["thresholds"] = feature_columns.unit_arrays(
@@ -163,6 +181,9 @@ def _features(art: SaeArtifacts, n: int, strings: Strings) -> tuple[dict, dict, 
         payload["labels"] = feature_columns.label_list(table, n, str(art.path("labels")))
         if (scored := feature_columns.label_token_columns(table, n, str(art.path("labels")), strings)) is not None:
             index.update(scored.arrays())
+    if (table := art.table("llm_labels")) is not None:
+        payload["llm_labels"], payload["llm_models"] = feature_columns.llm_label_list(
+            table, n, str(art.path("llm_labels")))
     if (table := art.table("histograms")) is not None:
         chunked += feature_columns.histogram_columns(table, n, str(art.path("histograms")))
     if (table := art.table("influences")) is not None:
@@ -172,6 +193,12 @@ def _features(art: SaeArtifacts, n: int, strings: Strings) -> tuple[dict, dict, 
     if (table := art.table("detection")) is not None:
         det, payload["detection_labels"] = feature_columns.detection_columns(table, n, str(art.path("detection")))
         chunked.append(det)
+    if (table := art.table("label_alignment")) is not None:
+        aligned, payload["alignment_labels"] = feature_columns.alignment_columns(
+            table, n, str(art.path("label_alignment")))
+        chunked.append(aligned)
+    if (table := art.table("ablation_logits")) is not None:
+        chunked.append(feature_columns.ablation_logit_columns(table, n, str(art.path("ablation_logits")), strings))
     return payload, index, chunked
 
 

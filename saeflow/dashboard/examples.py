@@ -18,6 +18,10 @@ window's max, so the window starts at pos − (first argmax of its acts).
 Token activations are stored as 1..255, the fraction of their example's max (kept as float16),
 0 only where the feature is off: a strip's colours need no more, the set of tokens where the
 feature fires stays exact, and it halves the largest part of the file against float16.
+
+An ablated top example (analysis/ablation.parquet: a row per token of the same window) gets its
+tokens' loss and loss effect as arrays aligned with the window, so the page joins them to the
+example's tokens by index.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Windows:
     """One SAE's examples of one kind, rows in display order (feature, strongest band, rank)."""
 
     feature: np.ndarray  # int64
+    rank: np.ndarray  # int64, the table's rank (within the band for quantile examples)
     band: np.ndarray | None  # int64, quantile examples only
     seq: np.ndarray  # int64
     start: np.ndarray  # int64, sequence position of the window's first token
@@ -103,6 +108,7 @@ def read_windows(table: pa.Table, path, n_features: int) -> Windows:
         raise SaeflowError(f"{path}: an example's pos is before its window's max token; rebuild the analysis")
     return Windows(
         feature=feature,
+        rank=table["rank"].to_numpy().astype(np.int64),
         band=table["band"].to_numpy().astype(np.int64) if "band" in table.column_names else None,
         seq=table["seq"].to_numpy().astype(np.int64),
         start=start,
@@ -224,3 +230,46 @@ def peak_tokens(top: Windows, placed: Placement, n_features: int, strings: Strin
     keep = ranked[rank_in_runs(run_starts(feature[ranked])) < n]
     return ByFeature.from_sorted("peak", feature[keep], n_features, "top_examples",
                                  {"peak.token": smallest_uint(token[keep])})
+
+
+def ablation_tables(table: pa.Table, top: Windows, n_features: int, source: str) -> list[ByFeature]:
+    """analysis/ablation.parquet joined to the top examples it ablated, by (feature, rank): per
+    ablated example its index among the feature's top examples (`abl.example`), and per token of
+    its window the `loss` and `loss_effect` (NaN where null: position 0, or a window position the
+    table has no row for), in window order."""
+    table = table.sort_by([("feature", "ascending"), ("rank", "ascending"), ("pos", "ascending")])
+    feature = check_ids(table["feature"].to_numpy().astype(np.int64), n_features, source)
+    rank, seq, pos = (table[c].to_numpy().astype(np.int64) for c in ("rank", "seq", "pos"))
+    starts = run_starts(feature, rank)
+    group = np.cumsum(starts) - 1
+    # Top rows are sorted by (feature, rank): find each ablated example's row by that key.
+    width = int(max(top.rank.max(initial=0), rank.max(initial=0))) + 1
+    top_key, key = top.feature * width + top.rank, feature[starts] * width + rank[starts]
+    at = np.searchsorted(top_key, key)
+    found = at < top_key.size
+    found[found] = top_key[at[found]] == key[found]
+    if not found.all():
+        i = int(np.flatnonzero(~found)[0])
+        raise SaeflowError(f"{source}: feature {feature[starts][i]} has no top example of rank {rank[starts][i]}; "
+                           "the ablation is of another analysis: rebuild it")
+    row = at[group]
+    local = pos - top.start[row]
+    if (seq != top.seq[row]).any() or (local < 0).any() or (local >= top.length[row]).any():
+        i = int(np.flatnonzero((seq != top.seq[row]) | (local < 0) | (local >= top.length[row]))[0])
+        raise SaeflowError(f"{source}: the row of feature {feature[i]}, rank {rank[i]} at seq {seq[i]}, pos {pos[i]} "
+                           "lies outside that top example's window; the ablation is of another analysis: rebuild it")
+    length = top.length[at]
+    slot = (np.cumsum(length) - length)[group] + local
+    if np.unique(slot).size != slot.size:
+        raise SaeflowError(f"{source}: a (feature, rank, pos) has more than one row")
+    per_token = {}
+    for column, name in (("loss", "abl.loss"), ("loss_effect", "abl.effect")):
+        values = np.full(int(length.sum()), np.nan, dtype=np.float32)
+        values[slot] = table[column].cast(pa.float32()).to_numpy()
+        per_token[name] = values  # float32: effects are small and shown to 3 digits, float16 would not
+    ex_feature = feature[starts]
+    rows = ByFeature.from_sorted("abl", ex_feature, n_features, source, {
+        "abl.example": smallest_uint(at - np.searchsorted(top.feature, ex_feature)),
+    })
+    per_feature = np.bincount(ex_feature, weights=length, minlength=n_features).astype(np.int64)
+    return [rows, ByFeature("abl_tok", np.concatenate([[0], np.cumsum(per_feature)]), per_token)]

@@ -17,6 +17,8 @@ from saeflow.errors import SaeflowError
 
 # Detection has a row per (unit, label); the page shows the best few labels of each unit.
 DETECTION_PER_UNIT = 10
+# Label alignment has a row per (feature, label); the page shows each feature's best by cosine.
+ALIGNMENT_PER_FEATURE = 5
 NEIGHBOUR_KINDS = ("cosine", "coactivation")
 
 
@@ -85,6 +87,14 @@ def label_token_columns(table: pa.Table, n_features: int, source: str, strings: 
     })
 
 
+def llm_label_list(table: pa.Table, n_features: int, source: str) -> tuple[list[str], list[str]]:
+    """Each feature's LLM label ("" where it has none: not sent, or its request failed) and the
+    models that wrote them."""
+    table = table.filter(pc.is_valid(table["label"]))
+    models = sorted(set(table["model"].drop_null().to_pylist())) if "model" in table.column_names else []
+    return label_list(table, n_features, source), models
+
+
 def histogram_columns(hist: pa.Table, n_features: int, source: str) -> list[ByFeature]:
     hist = hist.sort_by("feature")
     feature = check_ids(ints(hist, "feature"), n_features, source)
@@ -98,11 +108,24 @@ def histogram_columns(hist: pa.Table, n_features: int, source: str) -> list[ByFe
 
 
 def influence_columns(table: pa.Table, n_features: int, source: str, strings: Strings) -> ByFeature:
+    """influences.parquet: the tokens a feature's decoder row promotes (+) and suppresses (−)."""
+    return signed_token_columns("inf", "score", table, n_features, source, strings)
+
+
+def ablation_logit_columns(table: pa.Table, n_features: int, source: str, strings: Strings) -> ByFeature:
+    """ablation_logits.parquet: the tokens whose log-prob a feature raises (+) and lowers (−) most (clean
+    minus ablated)."""
+    return signed_token_columns("ablg", "effect", table, n_features, source, strings)
+
+
+def signed_token_columns(prefix: str, value: str, table: pa.Table, n_features: int, source: str,
+                         strings: Strings) -> ByFeature:
+    """A table of (feature, sign, rank, token, <value>): per feature its "+" then "−" tokens by rank."""
     table = table.sort_by([("feature", "ascending"), ("sign", "ascending"), ("rank", "ascending")])
-    return ByFeature.from_sorted("inf", ints(table, "feature"), n_features, source, {
-        "inf.positive": pc.equal(table["sign"], "+").to_numpy(zero_copy_only=False).astype(np.uint8),
-        "inf.token": smallest_uint(strings.ids(table["token"])),
-        "inf.score": compact_floats(floats(table, "score")),
+    return ByFeature.from_sorted(prefix, ints(table, "feature"), n_features, source, {
+        f"{prefix}.positive": pc.equal(table["sign"], "+").to_numpy(zero_copy_only=False).astype(np.uint8),
+        f"{prefix}.token": smallest_uint(strings.ids(table["token"])),
+        f"{prefix}.{value}": compact_floats(floats(table, value)),
     })
 
 
@@ -128,4 +151,19 @@ def detection_columns(table: pa.Table, n_features: int, source: str) -> tuple[By
     for column in ("precision", "recall", "f1", "auroc"):
         columns[f"det.{column}"] = compact_floats(floats(table, column))
     rows = ByFeature.from_sorted("det", ints(table, "unit"), n_features, source, columns)
+    return rows, encoded.dictionary.to_pylist()
+
+
+def alignment_columns(table: pa.Table, n_features: int, source: str) -> tuple[ByFeature, list[str]]:
+    """Each feature's ALIGNMENT_PER_FEATURE labels of highest decoder-row cosine with the label's
+    vector (undefined last), with the feature's rank among all features for that label."""
+    table = table.sort_by([("feature", "ascending"), ("cosine", "descending")])
+    keep = rank_in_runs(run_starts(ints(table, "feature"))) < ALIGNMENT_PER_FEATURE
+    table = table.filter(pa.array(keep))
+    encoded = table["label"].combine_chunks().dictionary_encode()
+    rows = ByFeature.from_sorted("align", ints(table, "feature"), n_features, source, {
+        "align.label": smallest_uint(encoded.indices.to_numpy()),
+        "align.cosine": compact_floats(floats(table, "cosine")),
+        "align.rank": smallest_uint(ints(table, "rank")),
+    })
     return rows, encoded.dictionary.to_pylist()

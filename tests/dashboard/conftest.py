@@ -1,8 +1,11 @@
 """A built dashboard over a small synthetic run of two SAEs (see synthetic.py), shared by the tests.
 
 SAE "a" has a dead feature, a feature found by a unique label, and one whose strongest example
-holds markup tokens that would run if the page ever inserted corpus text as HTML; SAE "b" has
-labels without the labeler's scored tokens (the contract's minimum).
+holds markup tokens that would run if the page ever inserted corpus text as HTML; steering
+experiments (features added, a feature clamped, a label vector; a steered text and a prompt of
+markup), the ablation of its first ABLATED features with top examples, LLM labels (one request
+failed) and label alignment. SAE "b" has labels without the labeler's scored tokens (the
+contract's minimum) and none of issue 11's tables.
 """
 
 from __future__ import annotations
@@ -15,13 +18,22 @@ import pytest
 from saeflow.dashboard import build_dashboard
 from saeflow.dashboard.artifacts import Run, SaeArtifacts
 
-from .synthetic import CorpusSpec, SaeSpec, SyntheticCorpus, SyntheticSae, write_run
+from .synthetic import CorpusSpec, Experiment, SaeSpec, SyntheticCorpus, SyntheticSae, write_run
 
 XSS_IMG = "<img src=x onerror=alert(1)>"
 XSS_SCRIPT = "<script>alert(2)</script>"
 XSS_LABEL = "<img src=z onerror=alert(3)>"
 DEAD, NEEDLE, XSS_FEATURE, XSS_LABEL_FEATURE = 3, 7, 5, 9
 NEEDLE_LABEL = "needle in a haystack"
+LLM_NEEDLE = "camel case identifiers"
+XSS_STEERED = " then <script>alert(4)</script><img src=y onerror=alert(5)> & done"
+XSS_PROMPT = "<b>bold</b> prompt"
+ABLATED = 6  # features 0, 1, 2, 4, 5, 6: the first with top examples (3 is dead)
+EXPERIMENTS = (
+    Experiment("boost", features=(0, 1, XSS_FEATURE), texts={(0, 0, 4.0): XSS_STEERED}),
+    Experiment("pin", features=(0,), mode="clamp", prompts=("Once upon a time",), alphas=(2.0, 8.0)),
+    Experiment("python-dir", vector="python", prompts=(XSS_PROMPT,), alphas=(1.0, 2.0)),
+)
 
 
 @dataclass
@@ -35,7 +47,9 @@ class Built:
 def build_run(root: Path, optional: bool = True) -> Built:
     corpus = SyntheticCorpus(CorpusSpec(extra_tokens=[XSS_IMG, XSS_SCRIPT], doc_labels=("python", "<b>bold</b>", "x")))
     a = SyntheticSae(SaeSpec("a", 48, layer=3, dead=(DEAD,), seed=1,
-                             fixed_labels={NEEDLE: NEEDLE_LABEL, XSS_LABEL_FEATURE: XSS_LABEL}), corpus)
+                             fixed_labels={NEEDLE: NEEDLE_LABEL, XSS_LABEL_FEATURE: XSS_LABEL},
+                             steering=EXPERIMENTS, ablated=ABLATED, llm_labels=True,
+                             fixed_llm_labels={NEEDLE: LLM_NEEDLE}, label_alignment=True), corpus)
     b = SyntheticSae(SaeSpec("b", 32, layer=5, causal_lm=False, scored_labels=False, seed=2), corpus)
     # Put the markup tokens at the max of feature XSS_FEATURE's strongest example (content tokens,
     # not the special one at position 0).

@@ -12,6 +12,7 @@ import pytest
 from saeflow.dashboard import blob
 
 MANIFEST = re.compile(r'<script type="application/json" id="manifest">(.*?)</script>', re.S)
+TEXT_COLUMNS = ("experiment", "mode", "prompt", "vector", "baseline", "steered")  # steering_rows.py TEXTS
 BLOB = re.compile(r'<script type="application/octet-stream" id="(blob-\d+)">([A-Za-z0-9+/=]*)</script>')
 
 
@@ -39,9 +40,21 @@ class Dashboard:
         ptr = arrays.get(f"{prefix}.ptr")
         return range(0) if ptr is None else range(ptr[f - payload["first"]], ptr[f - payload["first"] + 1])
 
+    def steering(self, name: str) -> list[dict] | None:
+        """The SAE's steering rows as the table's rows (texts looked up), or None where it has none."""
+        entry = self.sae(name)["steering"]
+        if entry is None:
+            return None
+        payload, _ = self.blobs[entry["blob"]]
+        texts, columns = payload["texts"], payload["rows"]
+        n = len(columns["experiment"])
+        return [{c: (texts[v[i]] if v[i] is not None and c in TEXT_COLUMNS else v[i]) for c, v in columns.items()}
+                for i in range(n)]
+
     def examples(self, name: str, kind: str, f: int) -> list[dict]:
         """Feature f's examples of kind "top" or "q", in display order, like Sae.examples(): each
-        token's piece of the text (the first token's from its own start) and whether it is special."""
+        token's piece of the text (the first token's from its own start) and whether it is special;
+        an ablated top example also its tokens' `loss` and `effect` (NaN where null)."""
         _, ex = self.chunk(name, f)
         acts = self.rows(name, f"{kind}_acts", f)
         at = acts.start if acts else 0
@@ -58,10 +71,19 @@ class Dashboard:
                 "acts": ex[f"{kind}.acts"][at : at + length] / np.float32(255) * activation,
                 "activation": activation,
                 "seq": int(self.corpus["seg.seq"][seg]),
+                "start": int(self.corpus["seg.start"][seg]) + offset,
                 "pos": int(self.corpus["seg.start"][seg]) + offset + max_index,
                 "band": int(ex["q.band"][i]) if kind == "q" else None,
+                "ablation": None,
             })
             at += length
+        if kind == "top" and "abl.ptr" in ex:
+            tok = self.rows(name, "abl_tok", f).start
+            for i in self.rows(name, "abl", f):
+                e = out[int(ex["abl.example"][i])]
+                n = len(e["tokens"])
+                e["ablation"] = {"loss": ex["abl.loss"][tok : tok + n], "effect": ex["abl.effect"][tok : tok + n]}
+                tok += n
         return out
 
 

@@ -3,7 +3,8 @@
 A corpus of random Zipf-distributed tokens, each sequence opened by a special token, written
 into document texts with random gaps between tokens (none, spaces, line breaks) and their spans;
 and per SAE every file the dashboard reads: cfg, eval, training log, units and all analysis
-tables. Examples are real windows of the corpus
+tables, and where the spec asks, steering experiments, ablation, LLM labels and label alignment
+(issue 11's tables). Examples are real windows of the corpus
 (pos − context .. pos + context, clipped), their max at pos, so the packing's inference of
 window starts is exercised exactly as on pipeline output. Everything is vectorised: the
 benchmark builds 24,576 features × 45 examples with it.
@@ -62,6 +63,28 @@ class SaeSpec:
     fixed_labels: dict[int, str] = field(default_factory=dict)  # labels to use instead of random ones
     scored_labels: bool = True  # labels.parquet with the labeler's `tokens` and `scores` columns
     seed: int = 0
+    # Issue 11's tables, all off by default (the benchmark measures the tables above).
+    steering: tuple["Experiment", ...] = ()
+    ablated: int = 0  # ablate the first N features with top examples, their first `ablation_examples`
+    ablation_examples: int = 3
+    ablation_logits: int = 4  # tokens per sign
+    llm_labels: bool = False  # every third feature with examples unlabelled, one failed request
+    fixed_llm_labels: dict[int, str] = field(default_factory=dict)
+    label_alignment: bool = False  # a row per (feature, corpus label)
+
+
+@dataclass
+class Experiment:
+    """One steering experiment: its rows are every (target, prompt, alpha)."""
+
+    name: str
+    features: tuple[int, ...] = ()  # or a vector:
+    vector: str | None = None
+    mode: str = "add"
+    prompts: tuple[str, ...] = ("The cat sat on", "In 1999, the")
+    alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    ce_margin: float = 1.0
+    texts: dict[tuple, str] = field(default_factory=dict)  # (target, prompt index, alpha) -> steered text
 
 
 class SyntheticCorpus:
@@ -241,13 +264,126 @@ class SyntheticSae:
         self._write_neighbours(out / "analysis")
         self._write_labels(out / "analysis")
         self._write_units(out)
-        analysis = ("feature_stats", "histograms", "top_examples", "quantile_examples", "influences", "neighbours",
-                    "labels", "detection")
+        analysis = ["feature_stats", "histograms", "top_examples", "quantile_examples", "influences", "neighbours",
+                    "labels", "detection"]
+        if spec.ablated:
+            self._write_ablation(out / "analysis")
+            analysis += ["ablation", "ablation_logits"]
+        if spec.llm_labels:
+            self._write_llm_labels(out / "analysis")
+            analysis.append("llm_labels")
+        if spec.label_alignment:
+            self._write_label_alignment(out / "analysis")
+            analysis.append("label_alignment")
+        steering = {}
+        if spec.steering:
+            (out / "steering").mkdir(exist_ok=True)
+            steering["steering"] = [self._write_experiment(e, out / "steering") for e in spec.steering]
         return SaeArtifacts(spec.name, {
             "sae_cfg": out / "cfg.json", "eval": out / "eval.json", "training_log": out / "training_log.parquet",
             "analysis_params": out / "analysis" / "params.json", "unit_map": out / "units" / "unit_map.json",
             "thresholds": out / "units" / "thresholds.parquet",
-            **{name: out / "analysis" / f"{name}.parquet" for name in analysis}})
+            **{name: out / "analysis" / f"{name}.parquet" for name in analysis}, **steering})
+
+    def _write_experiment(self, e: Experiment, out: Path) -> Path:
+        """A steering table as the spec has it: per (target, prompt, alpha) the texts, fluency
+        (CE under the unsteered model), activations, within_margin and the prompt's best alpha."""
+        targets = [(f, None) for f in e.features] or [(None, e.vector)]
+        rows = []
+        for feature, vector in targets:
+            for p, prompt in enumerate(e.prompts):
+                baseline = " " + " ".join(self.rng.choice(self.corpus.vocab[:50], 6))
+                baseline_ce = float(self.rng.uniform(2.0, 4.0))
+                base_act = float(self.rng.uniform(0.0, 0.5))
+                group = []
+                for alpha in e.alphas:
+                    steered = e.texts.get((feature if vector is None else vector, p, alpha),
+                                          " " + " ".join(self.rng.choice(self.corpus.vocab[:50], 5 + int(alpha))))
+                    steered_ce = baseline_ce + float(alpha * self.rng.uniform(0.1, 0.6))
+                    group.append({
+                        "experiment": e.name, "mode": e.mode, "prompt_index": p, "prompt": prompt, "feature": feature,
+                        "vector": vector, "alpha": float(alpha),
+                        "scale": 1.0 if feature is None else float(self.max[feature]),
+                        "baseline": baseline, "steered": steered, "baseline_ce": baseline_ce, "steered_ce": steered_ce,
+                        "baseline_activation": base_act, "steered_activation": base_act + float(alpha),
+                        "within_margin": steered_ce <= baseline_ce + e.ce_margin})
+                best = max((r["alpha"] for r in group if r["within_margin"]), default=None)
+                rows += [{**r, "best_alpha": best} for r in group]
+        schema = pa.schema([("experiment", pa.string()), ("mode", pa.string()), ("prompt_index", pa.int32()),
+                            ("prompt", pa.string()), ("feature", pa.int64()), ("vector", pa.string()),
+                            ("alpha", pa.float64()), ("scale", pa.float64()), ("baseline", pa.string()),
+                            ("steered", pa.string()), ("baseline_ce", pa.float64()), ("steered_ce", pa.float64()),
+                            ("baseline_activation", pa.float64()), ("steered_activation", pa.float64()),
+                            ("within_margin", pa.bool_()), ("best_alpha", pa.float64())])
+        path = out / f"{e.name}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+        return path
+
+    def ablated_features(self) -> np.ndarray:
+        return np.unique(self.top["feature"])[: self.spec.ablated]
+
+    def _write_ablation(self, out: Path) -> None:
+        """ablation.parquet: a row per token of the first examples' windows of the ablated
+        features (loss and effect null at position 0); ablation_logits.parquet: +/- tokens."""
+        spec, c, L = self.spec, self.spec.context, self.corpus.spec.seq_len
+        top = self.top
+        keep = np.isin(top["feature"], self.ablated_features()) & (top["rank"] < spec.ablation_examples)
+        feature, rank, seq, peak = (top[k][keep] for k in ("feature", "rank", "seq", "pos"))
+        start = np.maximum(peak - c, 0)
+        length = np.minimum(peak + c, L - 1) - start + 1
+        local = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+        pos = np.repeat(start, length) + local
+        seq_t = np.repeat(seq, length)
+        first = pos == 0
+        loss = np.where(first, np.nan, self.rng.uniform(0.5, 8.0, pos.size))
+        effect = np.where(first, np.nan, self.rng.normal(0, 0.2, pos.size))
+        nullable = lambda v: pa.array(v, pa.float32(), from_pandas=True)  # noqa: E731  (NaN -> null)
+        pq.write_table(pa.table({
+            "feature": pa.array(np.repeat(feature, length), pa.int64()), "rank": pa.array(np.repeat(rank, length), pa.int32()),
+            "seq": pa.array(seq_t, pa.int32()), "pos": pa.array(pos, pa.int32()),
+            "token": pa.array(self.corpus.vocab).take(pa.array(self.corpus.ids[seq_t, pos])),
+            "activation": pa.array(self.rng.uniform(0, 1, pos.size), pa.float32()),
+            "loss": nullable(loss), "loss_effect": nullable(effect)}), out / "ablation.parquet")
+        k, ablated = spec.ablation_logits, self.ablated_features()
+        feature = np.repeat(ablated, 2 * k)
+        sign = np.tile(np.repeat(["+", "-"], k), ablated.size)
+        magnitude = np.sort(self.rng.uniform(0.01, 1.0, (ablated.size * 2, k)), axis=1)[:, ::-1].ravel()
+        token_id = self.rng.integers(0, len(self.corpus.vocab), feature.size)
+        pq.write_table(pa.table({
+            "feature": pa.array(feature, pa.int64()), "sign": sign, "rank": pa.array(np.tile(np.arange(k), 2 * ablated.size), pa.int32()),
+            "token_id": pa.array(token_id, pa.int32()), "token": pa.array(self.corpus.vocab).take(pa.array(token_id)),
+            "effect": pa.array(np.where(sign == "+", magnitude, -magnitude), pa.float32())}),
+            out / "ablation_logits.parquet")
+
+    def llm_sent(self) -> np.ndarray:
+        """The features sent for an LLM label: those with examples, but every f % 3 == 2 not fixed."""
+        sent = np.unique(self.top["feature"])
+        return sent[(sent % 3 != 2) | np.isin(sent, list(self.spec.fixed_llm_labels))]
+
+    def llm_failed(self) -> int:
+        """The feature whose labelling request failed: the last one sent without a fixed label."""
+        return int([f for f in self.llm_sent() if int(f) not in self.spec.fixed_llm_labels][-1])
+
+    def _write_llm_labels(self, out: Path) -> None:
+        """As autointerp writes them: a row per feature sent; the label null where the request failed."""
+        sent, failed = self.llm_sent(), self.llm_failed()
+        labels = [None if f == failed else self.spec.fixed_llm_labels.get(int(f), f"llm: feature {f} likes w{f % 7}")
+                  for f in sent]
+        errors = ["HTTP 500: server error" if f == failed else None for f in sent]
+        pq.write_table(pa.table({"feature": pa.array(sent, pa.int64()), "label": pa.array(labels, pa.string()),
+                                 "model": ["synthetic/llm"] * sent.size, "error": pa.array(errors, pa.string())}),
+                       out / "llm_labels.parquet")
+
+    def _write_label_alignment(self, out: Path) -> None:
+        """A row per (feature, corpus label): cosine, and the feature's rank within the label."""
+        n = self.spec.n_features
+        labels = sorted([*self.corpus.spec.doc_labels, *(f"topic-{i}" for i in range(4))])  # more than the page shows
+        cosine = self.rng.uniform(-0.5, 0.9, (len(labels), n)).astype(np.float32)
+        rank = np.argsort(np.argsort(-cosine, axis=1, kind="stable"), axis=1)
+        pq.write_table(pa.table({
+            "feature": pa.array(np.tile(np.arange(n), len(labels)), pa.int64()),
+            "label": pa.array(np.repeat(labels, n)), "cosine": pa.array(cosine.ravel(), pa.float32()),
+            "rank": pa.array(rank.ravel(), pa.int32())}), out / "label_alignment.parquet")
 
     def _write_stats(self, out: Path) -> None:
         spec, n = self.spec, self.spec.n_features

@@ -12,12 +12,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 
 from .chromium import launch, needs_chromium
 from .decode import assert_shown_acts
-from .conftest import DEAD, NEEDLE, NEEDLE_LABEL, XSS_FEATURE, XSS_IMG, XSS_LABEL, XSS_LABEL_FEATURE, XSS_SCRIPT
+from .conftest import (DEAD, LLM_NEEDLE, NEEDLE, NEEDLE_LABEL, XSS_FEATURE, XSS_IMG, XSS_LABEL, XSS_LABEL_FEATURE,
+                       XSS_PROMPT, XSS_SCRIPT, XSS_STEERED)
 from .test_pack import expected_pieces
 
 pytestmark = needs_chromium()
@@ -209,7 +212,7 @@ def test_markup_in_the_data_stays_text(page, built):
     assert XSS_IMG in first["text"] and XSS_SCRIPT in first["text"]
     page.go(f"#sae=a&feature={XSS_LABEL_FEATURE}")
     page.wait_title(f"Feature {XSS_LABEL_FEATURE}")
-    assert page.page.locator("#feature .label").inner_text() == XSS_LABEL
+    assert page.page.locator("#feature .tfidf-label").inner_text() == XSS_LABEL
     page.page.wait_for_timeout(300)  # time for any injected handler to fire
     injected = page.page.evaluate("""() => ({
         img: document.querySelectorAll('img').length,
@@ -260,9 +263,161 @@ def test_screenshots(page, built, tmp_path):
 def test_minimal_sae_renders(browser, built_minimal):
     page = Watched(browser, built_minimal.html).open("#sae=a&feature=0")
     page.page.wait_for_selector(".top-examples .ex")
-    assert page.page.locator("#feature .card").count() == 2  # statistics and top examples only
+    # Statistics, top examples (saying there is no ablation) and steering's empty state.
+    assert page.page.locator("#feature .card").count() == 3
+    assert page.page.locator("#feature .top-examples .ablation-note").inner_text() == "No ablation for this SAE."
+    assert "No steering experiment uses this SAE" in page.page.locator("#feature .steering").inner_text()
     page.go("")
     page.page.wait_for_selector("#overview:not([hidden])")
     assert "No training logs." in page.page.locator("#overview").inner_text()
+    page.go("#view=experiments")
+    page.page.wait_for_selector("#experiments .empty")
+    assert "No steering experiments in this run" in page.page.locator("#experiments").inner_text()
     page.check()
     page.page.close()
+
+
+# ---------------------------------------------------------------- issue 11: steering, ablation, labels
+
+
+def js_fmt(v: float, digits: int = 3) -> str:
+    """The page's fmt() for 1e-3 <= |v| < 1e5: `digits` significant digits, no trailing zeros."""
+    assert 1e-3 <= abs(v) < 1e5
+    return f"{float(v):.{digits}g}"
+
+
+def steering_rows(built) -> list[dict]:
+    return [r for path in built.saes[0].path("steering") for r in pq.read_table(path).to_pylist()]
+
+
+INJECTED = """() => ({img: document.querySelectorAll('img').length, b: document.querySelectorAll('b').length,
+                    scripts: document.querySelectorAll('script').length,
+                    blobs: document.querySelectorAll('script[type="application/octet-stream"]').length})"""
+
+
+def assert_nothing_injected(page) -> None:
+    page.page.wait_for_timeout(200)  # time for any injected handler to fire
+    injected = page.page.evaluate(INJECTED)
+    assert injected["img"] == 0 and injected["b"] == 0 and injected["scripts"] == injected["blobs"] + 2
+
+
+def test_feature_page_shows_its_steering(page, built):
+    """Per experiment and prompt of feature 0: the unsteered text beside the steered text of each
+    alpha, with alpha, CE, best alpha and over-margin marks; a steered text of markup as typed."""
+    mine = sorted((r for r in steering_rows(built) if r["feature"] == 0),
+                  key=lambda r: (r["experiment"], r["prompt_index"], r["alpha"]))
+    page.open("#sae=a&feature=0")
+    page.page.wait_for_selector(".steering .steer")
+    shown = page.page.evaluate("""() => [...document.querySelectorAll('.steering .steer')].map(s => ({
+        prompt: s.querySelector('.steer-prompt-text').textContent,
+        baseline: s.querySelector('.steer-base .steer-text').textContent,
+        base_ce: s.querySelector('.steer-base .ce').textContent,
+        rows: [...s.querySelectorAll('.steer-row')].map(r => ({
+            alpha: r.querySelector('.steer-alpha').textContent, ce: r.querySelector('.ce').textContent,
+            text: r.querySelector('.steer-text').textContent,
+            best: r.classList.contains('best'), over: r.classList.contains('over')}))}))""")
+    groups = {}
+    for r in mine:
+        groups.setdefault((r["experiment"], r["prompt_index"]), []).append(r)
+    assert len(shown) == len(groups) == 3  # boost: 2 prompts, pin: 1
+    for got, rows in zip(shown, groups.values()):
+        assert got["prompt"] == rows[0]["prompt"] and got["baseline"] == rows[0]["baseline"]
+        assert got["base_ce"] == f"CE {js_fmt(rows[0]['baseline_ce'])}"
+        assert [g["text"] for g in got["rows"]] == [r["steered"] for r in rows]
+        assert [g["alpha"] for g in got["rows"]] == [f"α {js_fmt(r['alpha'])}" for r in rows]
+        assert [g["ce"].split(" (")[0] for g in got["rows"]] == [f"CE {js_fmt(r['steered_ce'])}" for r in rows]
+        assert [g["best"] for g in got["rows"]] == [r["alpha"] == r["best_alpha"] for r in rows]
+        assert [g["over"] for g in got["rows"]] == [not r["within_margin"] for r in rows]
+    assert any(g["text"] == XSS_STEERED for got in shown for g in got["rows"])
+    assert_nothing_injected(page)
+    page.go("#sae=a&feature=2")  # not steered
+    page.wait_title("Feature 2")
+    assert "No experiment steers feature 2. This SAE has 3 experiments" in page.page.locator(".steering").inner_text()
+    page.check()
+
+
+def test_hovering_a_token_shows_its_ablation_loss_effect(page, built):
+    ablation = pq.read_table(built.saes[0].path("ablation")).to_pylist()
+    first = sorted((r for r in ablation if r["feature"] == 0 and r["rank"] == 0), key=lambda r: r["pos"])
+    page.open("#sae=a&feature=0")
+    page.page.wait_for_selector(".top-examples .ex")
+    ablated = {r["rank"] for r in ablation if r["feature"] == 0}
+    assert page.page.locator(".top-examples .ex.ablated").count() == len(ablated) == 3
+    assert page.page.locator(".top-examples .legend").count() == 1
+    assert page.page.locator(".top-examples .tok[tabindex='0']").count() == 3  # one tab stop per ablated example
+    tokens = page.page.locator(".top-examples .ex").first.locator(".tok")
+    assert tokens.count() == len(first)
+    shown = [j for j, r in enumerate(first) if r["loss_effect"] is not None and abs(r["loss_effect"]) >= 1e-3]
+    for how, j in (("hover", shown[0]), ("keyboard", shown[1])):
+        if how == "hover":
+            tokens.nth(j).hover()
+        else:  # one tab stop per example, its first token; the arrow keys walk on
+            tokens.nth(0).focus()
+            for _ in range(j):
+                page.page.keyboard.press("ArrowRight")
+            assert tokens.nth(j).evaluate("t => t === document.activeElement")
+        tip = page.page.locator("#tip")
+        tip.wait_for(state="visible")
+        effect = float(np.float32(first[j]["loss_effect"]))
+        assert f"loss effect {'+' if effect > 0 else ''}{js_fmt(effect, 4)}" in tip.inner_text()
+        assert f"loss {js_fmt(float(np.float32(first[j]['loss'])), 4)} " in tip.inner_text()
+        underline = tokens.nth(j).locator(".body").evaluate("b => b.style.boxShadow")  # coloured by the effect's sign
+        assert ("37, 99, 235" if effect >= 0 else "220, 38, 38") in underline and "inset" in underline
+    logits = pq.read_table(built.saes[0].path("ablation_logits")).to_pylist()
+    raised = [r["token"] for r in sorted(logits, key=lambda r: r["rank"]) if r["feature"] == 0 and r["sign"] == "+"]
+    assert page.page.locator(".ablation .chip.pos .chip-token").all_text_contents() == raised
+    page.go(f"#sae=a&feature={NEEDLE}")  # not ablated
+    page.wait_title(f"Feature {NEEDLE}")
+    assert "Not ablated: the ablation covers 6 features" in page.page.locator(".top-examples .ablation-note").inner_text()
+    assert page.page.locator("#feature .ablation").count() == 0
+    assert page.page.locator(".top-examples .tok[tabindex]").count() == 0
+    page.check()
+
+
+def test_experiments_view_lists_every_run_and_links_to_features(page, built):
+    rows = steering_rows(built)
+    runs = {(r["experiment"], r["feature"], r["vector"], r["prompt"]) for r in rows}
+    page.open()
+    page.page.wait_for_selector("#overview .experiments-table")
+    page.page.locator("#overview .experiments-table a").first.click()
+    page.page.wait_for_selector("#experiments .exp-run")
+    assert page.page.evaluate("location.hash") == "#view=experiments"
+    assert page.page.locator("#experiments .experiment").count() == len({r["experiment"] for r in rows}) == 3
+    shown = page.page.evaluate("""() => [...document.querySelectorAll('#experiments .experiment')].flatMap(card =>
+        [...card.querySelectorAll('.exp-run')].map(tr => ({
+            experiment: card.querySelector('h3').textContent,
+            target: (tr.querySelector('.exp-feature') ?? tr.querySelector('.target')).textContent,
+            prompt: tr.querySelector('.exp-prompt').textContent})))""")
+    assert len(shown) == len(runs) == 8
+    target = lambda f, v: f"feature {f}" if f is not None else f"vector {v}"  # noqa: E731
+    assert {(s["experiment"], s["target"], s["prompt"]) for s in shown} == \
+        {(e, target(f, v), p) for e, f, v, p in runs}
+    vector = page.page.locator("#experiments .exp-run", has_text=XSS_PROMPT)
+    vector.locator(".exp-toggle").click()
+    assert page.page.locator("#experiments .exp-detail .steer-row").count() == 2  # the vector's alphas
+    assert_nothing_injected(page)
+    page.page.locator("#experiments a.exp-feature", has_text=f"feature {XSS_FEATURE}").first.click()
+    page.wait_title(f"Feature {XSS_FEATURE}")
+    assert page.page.evaluate("location.hash") == f"#sae=a&feature={XSS_FEATURE}"
+    page.page.go_back()
+    page.page.wait_for_selector("#experiments:not([hidden]) .exp-run")
+    page.check()
+
+
+def test_llm_labels_show_in_the_list_search_and_page(page, built):
+    failed = pq.read_table(built.saes[0].path("llm_labels")).filter(pa.compute.is_null(pa.compute.field("label")))
+    page.open("#sae=a")
+    page.page.wait_for_selector("#list .row")
+    page.page.locator("#search").fill(LLM_NEEDLE.upper())
+    assert page.list_ids() == [NEEDLE]
+    row = page.page.locator("#list .row").first
+    assert row.locator(".row-llm").inner_text() == LLM_NEEDLE and row.locator(".row-tfidf").inner_text() == NEEDLE_LABEL
+    row.click()
+    page.wait_title(f"Feature {NEEDLE}")
+    assert page.page.locator("#feature .llm-label").inner_text() == LLM_NEEDLE
+    assert page.page.locator("#feature .tfidf-label").inner_text() == NEEDLE_LABEL
+    assert page.page.locator("#feature .alignment tr").count() == 1 + 5  # its 5 best labels
+    page.go(f"#sae=a&feature={failed['feature'][0].as_py()}")  # its request failed: no LLM label
+    page.wait_title(f"Feature {failed['feature'][0].as_py()}")
+    assert page.page.locator("#feature .llm-label").count() == 0
+    page.check()

@@ -13,7 +13,7 @@ from saeflow.dashboard import blob, build_dashboard
 from saeflow.dashboard.artifacts import SaeArtifacts, from_inputs
 from saeflow.errors import SaeflowError
 
-from .conftest import DEAD, NEEDLE, NEEDLE_LABEL, XSS_IMG
+from .conftest import ABLATED, DEAD, LLM_NEEDLE, NEEDLE, NEEDLE_LABEL, XSS_IMG, XSS_STEERED
 from .decode import Dashboard, assert_shown_acts
 
 
@@ -239,43 +239,78 @@ def test_examples_of_another_corpus_fail_clearly_and_write_nothing(built, tmp_pa
     assert not list(out.iterdir())  # not even a temporary file
 
 
-def inputs_of(built) -> dict:
-    """The dashboard rule's inputs for the built run, as snakemake.input holds them."""
-    keys = built.saes[0].paths
-    return {"tokens": built.run.tokens, "documents": built.run.documents,
-            **{key: [str(sae.path(key)) for sae in built.saes] for key in keys}, "rest_of_run": ["x"]}
+def inputs_of(built) -> tuple[dict, dict]:
+    """The dashboard rule's inputs for the built run, as snakemake.input holds them, and its
+    params.owners: a key some SAE lacks, and steering (a path per experiment), names the SAE of
+    each path; the others follow params.saes."""
+    inputs = {"tokens": built.run.tokens, "documents": built.run.documents, "rest_of_run": ["x"]}
+    owners = {}
+    for key in dict.fromkeys(key for sae in built.saes for key in sae.paths):
+        pairs = [(sae.name, str(path)) for sae in built.saes if key in sae.paths
+                 for path in (sae.paths[key] if isinstance(sae.paths[key], list) else [sae.paths[key]])]
+        inputs[key] = [path for _, path in pairs]
+        if key == "steering" or len(pairs) != len(built.saes):
+            owners[key] = [name for name, _ in pairs]
+    return inputs, owners
 
 
 def test_inputs_are_the_rules(built):
-    run, saes = from_inputs(inputs_of(built), "org/model", ["a", "b"])
+    inputs, owners = inputs_of(built)
+    assert owners["steering"] == ["a", "a", "a"] and owners["llm_labels"] == ["a"]
+    run, saes = from_inputs(inputs, "org/model", ["a", "b"], owners)
     assert run.model == "org/model" and [sae.name for sae in saes] == ["a", "b"]
     assert saes[1].path("top_examples") == built.saes[1].path("top_examples")
-    inputs = inputs_of(built)
+    assert saes[0].path("steering") == built.saes[0].path("steering") and len(saes[0].path("steering")) == 3
+    assert saes[1].tables("steering") == [] and saes[1].path("ablation") is None
     del inputs["detection"]  # optional: a corpus without labels has no detection
-    assert all(sae.table("detection") is None for sae in from_inputs(inputs, "m", ["a", "b"])[1])
+    assert all(sae.table("detection") is None for sae in from_inputs(inputs, "m", ["a", "b"], owners)[1])
     inputs["influences"] = inputs["influences"][1:]  # only "b" is on a hidden_states hook
-    a, b = from_inputs(inputs, "m", ["a", "b"], influence_saes=["b"])[1]
+    owners["influences"] = ["b"]
+    a, b = from_inputs(inputs, "m", ["a", "b"], owners)[1]
     assert a.path("influences") is None and b.path("influences") == built.saes[1].path("influences")
+    # Steering of both SAEs in one flat list, in any order; an SAE may own none.
+    inputs["steering"] = [inputs["steering"][2], built.saes[0].path("steering")[0], inputs["steering"][1]]
+    a, b = from_inputs(inputs, "m", ["a", "b"], {**owners, "steering": ["b", "a", "b"]})[1]
+    assert a.path("steering") == [built.saes[0].path("steering")[0]]
+    assert [path.name for path, _ in b.tables("steering")] == ["python-dir.parquet", "pin.parquet"]
+    inputs["steering"] = []
+    assert all(sae.tables("steering") == [] for sae in from_inputs(inputs, "m", ["a", "b"], {**owners, "steering": []})[1])
 
 
 @pytest.mark.parametrize("key", ["tokens", "documents", "sae_cfg", "feature_stats"])
 def test_a_required_input_not_given_is_one_clear_error(built, key):
-    inputs = inputs_of(built)
+    inputs, owners = inputs_of(built)
     del inputs[key]
     with pytest.raises(SaeflowError, match=f"needs input '{key}'"):
-        from_inputs(inputs, "m", ["a", "b"])
+        from_inputs(inputs, "m", ["a", "b"], owners)
 
 
 def test_a_missing_input_file_fails_clearly(built, tmp_path):
-    inputs = inputs_of(built)
+    inputs, owners = inputs_of(built)
     inputs["feature_stats"] = [inputs["feature_stats"][0], str(tmp_path / "gone.parquet")]
     with pytest.raises(SaeflowError, match=r"dashboard input 'feature_stats' of SAE b: .*gone.parquet not found"):
-        from_inputs(inputs, "m", ["a", "b"])
+        from_inputs(inputs, "m", ["a", "b"], owners)
     inputs["labels"] = inputs["labels"][:1]
     with pytest.raises(SaeflowError, match="'labels': expected one path per SAE"):
-        from_inputs(inputs, "m", ["a", "b"])
+        from_inputs(inputs, "m", ["a", "b"], owners)
+    inputs, owners = inputs_of(built)
     with pytest.raises(SaeflowError, match="'influences': expected one path per SAE of \\['a'\\]"):
-        from_inputs(inputs_of(built), "m", ["a", "b"], influence_saes=["a"])
+        from_inputs(inputs, "m", ["a", "b"], {**owners, "influences": ["a"]})
+    inputs["steering"][1] = str(tmp_path / "gone.parquet")
+    with pytest.raises(SaeflowError, match=r"input 'steering' of SAE a: .*gone.parquet not found"):
+        from_inputs(inputs, "m", ["a", "b"], owners)
+
+
+def test_owners_that_do_not_fit_the_inputs_fail_clearly(built):
+    inputs, owners = inputs_of(built)
+    with pytest.raises(SaeflowError, match=r"'steering': expected one path per SAE of \['a', 'c', 'a'\]"):
+        from_inputs(inputs, "m", ["a", "b"], {**owners, "steering": ["a", "c", "a"]})
+    with pytest.raises(SaeflowError, match=r"'llm_labels': an SAE may have one path"):
+        from_inputs({**inputs, "llm_labels": inputs["llm_labels"] * 2}, "m", ["a", "b"], {**owners, "llm_labels": ["a", "a"]})
+    with pytest.raises(SaeflowError, match=r"owners gives SAEs \['a'\] for input 'ablation', which the rule does not"):
+        from_inputs({k: v for k, v in inputs.items() if k != "ablation"}, "m", ["a", "b"], owners)
+    with pytest.raises(SaeflowError, match=r"owners names unknown dashboard inputs \['steer'\]"):
+        from_inputs(inputs, "m", ["a", "b"], {**owners, "steer": ["a"]})
 
 
 def test_wordpiece_examples_read_as_written(built_wordpiece):
@@ -287,3 +322,126 @@ def test_wordpiece_examples_read_as_written(built_wordpiece):
     assert not any("##" in piece for e in board.examples("wp", "top", 0) for piece in e["tokens"])
     payload, _ = board.blobs[board.manifest["corpus"]]
     assert payload["wordpiece"] is True  # so the page drops "##" from vocabulary tokens
+
+
+# ---------------------------------------------------------------- issue 11: steering, ablation, labels
+
+
+def nan_for_none(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def test_steering_rows_round_trip(built):
+    """Every row of every experiment file of SAE "a", nothing else; "b" has none."""
+    board = Dashboard(built.html)
+    expected = [r for path in built.saes[0].path("steering") for r in rows(path)]
+    got = board.steering("a")
+    key = lambda r: (r["experiment"], r["feature"] if r["feature"] is not None else -1, r["prompt_index"], r["alpha"])  # noqa: E731
+    assert sorted(got, key=key) == sorted(expected, key=key)
+    assert any(r["steered"] == XSS_STEERED for r in got)
+    assert board.sae("b")["steering"] is None
+    summary = {e["name"]: e for e in board.sae("a")["steering"]["experiments"]}
+    assert set(summary) == {"boost", "pin", "python-dir"}
+    for name, e in summary.items():
+        mine = [r for r in expected if r["experiment"] == name]
+        assert e["rows"] == len(mine) and e["mode"] == mine[0]["mode"]
+        assert e["features"] == sorted({r["feature"] for r in mine if r["feature"] is not None})
+        assert e["vectors"] == sorted({r["vector"] for r in mine if r["vector"] is not None})
+        assert e["alphas"] == sorted({r["alpha"] for r in mine})
+        assert e["prompts"] == len({r["prompt_index"] for r in mine})
+
+
+def test_ablation_joins_its_top_examples(built):
+    """Each ablation row's loss and loss effect sit at its token of the top example of its
+    (feature, rank): same sequence, same window position; other examples carry none."""
+    board = Dashboard(built.html)
+    table = rows(built.saes[0].path("ablation"))
+    top = rows(built.saes[0].path("top_examples"))
+    ablated = sorted({r["feature"] for r in table})
+    assert len(ablated) == ABLATED and board.index("a")[0]["ablated"] == ABLATED and board.index("b")[0]["ablated"] is None
+    for f in ablated:
+        ranks = sorted(r["rank"] for r in top if r["feature"] == f)
+        shown = board.examples("a", "top", f)
+        mine = [r for r in table if r["feature"] == f]
+        assert [i for i, e in enumerate(shown) if e["ablation"]] == sorted({ranks.index(r["rank"]) for r in mine})
+        for r in mine:
+            e = shown[ranks.index(r["rank"])]
+            j = r["pos"] - e["start"]
+            assert e["seq"] == r["seq"] and 0 <= j < len(e["tokens"])
+            assert e["tokens"][j].endswith(r["token"])
+            for column, name in (("loss_effect", "effect"), ("loss", "loss")):
+                np.testing.assert_array_equal(e["ablation"][name][j], np.float32(np.nan if r[column] is None else r[column]))
+        assert sum(len(e["tokens"]) for e in shown if e["ablation"]) == len(mine)  # every window position has its row
+    assert all(e["ablation"] is None for e in board.examples("b", "top", 0))
+    assert any(r["loss_effect"] is None for r in table)  # position 0 of a sequence, shown as no value
+
+
+def test_ablation_logits_round_trip(built):
+    board = Dashboard(built.html)
+    table = rows(built.saes[0].path("ablation_logits"))
+    for f in range(48):
+        _, arrays = board.chunk("a", f)
+        got = [(bool(arrays["ablg.positive"][i]), board.strings[arrays["ablg.token"][i]], float(arrays["ablg.effect"][i]))
+               for i in board.rows("a", "ablg", f)]
+        mine = sorted((r for r in table if r["feature"] == f), key=lambda r: (r["sign"] != "+", r["rank"]))
+        assert [(g[0], g[1]) for g in got] == [(r["sign"] == "+", r["token"]) for r in mine]
+        np.testing.assert_allclose([g[2] for g in got], [r["effect"] for r in mine], rtol=1e-3)
+    assert "ablg.ptr" not in board.chunk("b", 0)[1]
+
+
+def test_llm_labels_where_present(built):
+    board = Dashboard(built.html)
+    payload, _ = board.index("a")
+    table = rows(built.saes[0].path("llm_labels"))
+    labels = {r["feature"]: r["label"] for r in table if r["label"] is not None}
+    assert payload["llm_labels"] == [labels.get(f, "") for f in range(48)]
+    assert payload["llm_labels"][NEEDLE] == LLM_NEEDLE and payload["llm_models"] == ["synthetic/llm"]
+    failed = next(r["feature"] for r in table if r["error"] is not None)
+    assert payload["llm_labels"][failed] == ""
+    assert board.index("b")[0]["llm_labels"] is None
+
+
+def test_label_alignment_keeps_each_features_best_labels(built):
+    board = Dashboard(built.html)
+    payload, _ = board.index("a")
+    table = rows(built.saes[0].path("label_alignment"))
+    assert len({r["label"] for r in table}) > 5
+    for f in range(48):
+        expected = sorted((r for r in table if r["feature"] == f), key=lambda r: -r["cosine"])[:5]
+        _, arrays = board.chunk("a", f)
+        at = board.rows("a", "align", f)
+        assert [payload["alignment_labels"][arrays["align.label"][i]] for i in at] == [r["label"] for r in expected]
+        assert [int(arrays["align.rank"][i]) for i in at] == [r["rank"] for r in expected]
+        np.testing.assert_allclose(arrays["align.cosine"][at.start : at.stop].astype(float),
+                                   [r["cosine"] for r in expected], rtol=1e-3, atol=1e-4)
+    assert board.index("b")[0]["alignment_labels"] is None
+
+
+def test_ablation_of_another_analysis_fails_clearly(built, tmp_path):
+    sae = built.saes[0]
+    table = pq.read_table(sae.path("ablation"))
+    bad = table.to_pylist()
+    bad[0]["rank"] = 99
+    pq.write_table(pa.Table.from_pylist(bad, schema=table.schema), tmp_path / "ablation.parquet")
+    with pytest.raises(SaeflowError, match=f"feature {bad[0]['feature']} has no top example of rank 99"):
+        build_dashboard(tmp_path / "d.html", built.run, [SaeArtifacts("a", {**sae.paths, "ablation": tmp_path / "ablation.parquet"})])
+    bad = table.to_pylist()
+    bad[1]["seq"] += 1
+    pq.write_table(pa.Table.from_pylist(bad, schema=table.schema), tmp_path / "ablation.parquet")
+    with pytest.raises(SaeflowError, match="lies outside that top example's window"):
+        build_dashboard(tmp_path / "d.html", built.run, [SaeArtifacts("a", {**sae.paths, "ablation": tmp_path / "ablation.parquet"})])
+    no_top = {k: v for k, v in sae.paths.items() if k != "top_examples"}
+    with pytest.raises(SaeflowError, match="must give top_examples with ablation"):
+        build_dashboard(tmp_path / "d.html", built.run, [SaeArtifacts("a", no_top)])
+
+
+def test_steering_table_that_breaks_the_spec_fails_clearly(built, tmp_path):
+    sae = built.saes[0]
+    table = pq.read_table(sae.path("steering")[0])
+    pq.write_table(table.drop_columns(["best_alpha"]), tmp_path / "old.parquet")
+    with pytest.raises(SaeflowError, match=r"old.parquet: steering table lacks columns \['best_alpha'\]"):
+        build_dashboard(tmp_path / "d.html", built.run, [SaeArtifacts("a", {**sae.paths, "steering": [tmp_path / "old.parquet"]})])
+    wide = table.set_column(table.schema.get_field_index("feature"), "feature", pa.array([48] * table.num_rows, pa.int64()))
+    pq.write_table(wide, tmp_path / "wide.parquet")
+    with pytest.raises(SaeflowError, match="feature ids must lie in 0..47"):
+        build_dashboard(tmp_path / "d.html", built.run, [SaeArtifacts("a", {**sae.paths, "steering": [tmp_path / "wide.parquet"]})])

@@ -1,8 +1,13 @@
 // Routing: the hash is the state. `#sae=<name>&feature=<id>` opens a feature, `#sae=<name>` a
-// SAE's list, anything else the overview; back/forward work because every view is a hash.
+// SAE's list, `#view=experiments` every steering run, anything else the overview; back/forward
+// work because every view is a hash.
 
 const manifest = JSON.parse(document.getElementById("manifest").textContent);
-const views = {overview: document.getElementById("overview"), features: document.getElementById("features")};
+const views = {
+  overview: document.getElementById("overview"),
+  features: document.getElementById("features"),
+  experiments: document.getElementById("experiments"),
+};
 const browser = new Browser();
 const picker = document.getElementById("sae-select");
 let routeCount = 0;
@@ -11,6 +16,8 @@ function show(view) {
   for (const [name, node] of Object.entries(views)) node.hidden = name !== view;
   document.getElementById("nav-overview").classList.toggle("active", view === "overview");
   document.getElementById("nav-features").classList.toggle("active", view === "features");
+  document.getElementById("nav-experiments").classList.toggle("active", view === "experiments");
+  hideTip();
 }
 
 function setLoading(on) {
@@ -20,6 +27,17 @@ function setLoading(on) {
 async function route() {
   const current = ++routeCount; // a later hash change wins over a slower earlier one
   const params = new URLSearchParams(location.hash.slice(1));
+  if (params.get("view") === "experiments") {
+    show("experiments");
+    document.title = "Experiments · saeflow";
+    setLoading(true);
+    try {
+      await renderExperiments(views.experiments, manifest, () => current !== routeCount);
+    } finally {
+      if (current === routeCount) setLoading(false);
+    }
+    return;
+  }
   const entry = manifest.saes.find(s => s.name === params.get("sae"));
   if (!entry) {
     show("overview");
@@ -49,9 +67,9 @@ async function showFeature(entry, raw, current) {
   }
   const f = /^\d+$/.test(raw) ? Number(raw) : NaN;
   if (f < sae.n) {
-    const chunk = await sae.chunk(f);
+    const [chunk, steering] = await Promise.all([sae.chunk(f), sae.steering()]);
     if (current !== routeCount) return;
-    renderFeature(page, sae, chunk, f);
+    renderFeature(page, sae, chunk, f, steering);
   } else {
     renderMissing(page, sae, raw);
   }
@@ -67,6 +85,7 @@ function start() {
   picker.addEventListener("change", () => { location.hash = `#sae=${encodeURIComponent(picker.value)}`; });
   document.getElementById("nav-features").href = `#sae=${encodeURIComponent(manifest.saes[0].name)}`;
   renderOverview(views.overview, manifest);
+  watchTips();
   window.addEventListener("hashchange", route);
   route();
 }

@@ -37,14 +37,14 @@ class Browser {
     this.refresh();
   }
 
-  // Lower-cased label, peak tokens and TF-IDF tokens of every feature, built on the first search.
+  // Lower-cased labels (TF-IDF, LLM), peak tokens and TF-IDF tokens of every feature, built on the first search.
   searchText(f) {
     if (!this.haystack) {
       const sae = this.sae;
       this.haystack = new Array(sae.n);
       for (let g = 0; g < sae.n; g++) {
         const tokens = [...sae.tokenList("peak", g), ...sae.tokenList("tfidf", g)].map(([t]) => t);
-        this.haystack[g] = [sae.label(g), ...tokens].join("\n").toLowerCase();
+        this.haystack[g] = [sae.label(g), sae.llmLabel(g), ...tokens].join("\n").toLowerCase();
       }
     }
     return this.haystack[f];
@@ -83,7 +83,7 @@ class Browser {
       max: f => desc(A.max[f]),
     }[this.sort.value];
     if (this.sort.value === "label") {
-      out.sort((a, b) => (sae.label(a) || "\uffff").localeCompare(sae.label(b) || "\uffff") || a - b);
+      out.sort((a, b) => (sae.shownLabel(a) || "\uffff").localeCompare(sae.shownLabel(b) || "\uffff") || a - b);
     } else if (key) {
       out.sort((a, b) => key(a) - key(b) || a - b);
     }
@@ -114,9 +114,18 @@ class Browser {
     if (f === this.selected) row.classList.add("selected");
     if (sae.isDead(f)) row.classList.add("dead");
     row.appendChild(el("span", "row-id", f));
-    row.appendChild(el("span", "row-label", sae.label(f) || (sae.isDead(f) ? "dead" : "")));
+    const llm = sae.llmLabel(f);
+    if (llm) {
+      // The LLM's label first, the TF-IDF label after it, dimmed.
+      const label = row.appendChild(el("span", "row-label"));
+      label.appendChild(el("span", "row-llm", llm));
+      if (sae.label(f)) label.appendChild(el("span", "row-tfidf", sae.label(f)));
+    } else {
+      row.appendChild(el("span", "row-label", sae.label(f) || (sae.isDead(f) ? "dead" : "")));
+    }
     row.appendChild(el("span", "row-density", fmtDensity(A.density[f])));
-    row.title = `feature ${f}: density ${fmtDensity(A.density[f])}, max ${fmt(A.max[f])}`;
+    row.title = `feature ${f}: density ${fmtDensity(A.density[f])}, max ${fmt(A.max[f])}` +
+      (llm ? `\nLLM label: ${llm}\nTF-IDF label: ${sae.label(f)}` : "");
     return row;
   }
 

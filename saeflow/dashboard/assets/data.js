@@ -98,9 +98,13 @@ class Sae {
     this.strings = corpus.json.strings;
     this.wordpiece = corpus.json.wordpiece;
     this.labels = index.json.labels;
+    this.llmLabels = index.json.llm_labels;
   }
 
   label(f) { return this.labels ? this.labels[f] : ""; }
+  llmLabel(f) { return this.llmLabels ? this.llmLabels[f] : ""; }
+  // What a list shows first: the LLM's label where it gave one, else the TF-IDF label.
+  shownLabel(f) { return this.llmLabel(f) || this.label(f); }
   isDead(f) { return this.index.arrays.n_active[f] === 0; }
   isKept(f) { return this.index.has("new_unit") ? this.index.arrays.new_unit[f] >= 0 : null; }
   isDense(f) { return this.index.arrays.density[f] >= DENSE_DENSITY; }
@@ -108,6 +112,9 @@ class Sae {
   chunk(f) {
     return loadBlob(this.entry.chunks[Math.floor(f / this.index.json.chunk_features)]);
   }
+
+  // The SAE's steering rows (null where it has no experiment).
+  steering() { return loadSteering(this.entry); }
 
   // Strings of an index table of token ids ("peak", "tfidf"), with its scores where it has them.
   tokenList(prefix, f) {
@@ -146,10 +153,79 @@ class Sae {
         seq: C["seg.seq"][seg],
         pos: C["seg.start"][seg] + offset + maxIndex,
         band: kind === "q" ? A["q.band"][i] : null,
+        loss: null, effect: null,
       });
+    }
+    if (kind === "top") this.attachAblation(chunk, f, out);
+    return out;
+  }
+
+  // Ablated top examples get their tokens' clean loss and loss effect (NaN: none), in window order.
+  attachAblation(chunk, f, examples) {
+    if (!chunk.has("abl.example")) return;
+    const A = chunk.arrays;
+    const [lo, hi] = chunk.rows("abl", f);
+    let at = chunk.rows("abl_tok", f)[0];
+    for (let i = lo; i < hi; i++) {
+      const ex = examples[A["abl.example"][i]], n = ex.tokens.length;
+      ex.loss = A["abl.loss"].subarray(at, at + n);
+      ex.effect = A["abl.effect"].subarray(at, at + n);
+      at += n;
+    }
+  }
+}
+
+// One SAE's steering experiments (steering_rows.py): rows as columns, texts as ids into `texts`;
+// rows of a feature sorted by experiment, prompt and alpha.
+class Steering {
+  constructor(entry, unpacked) {
+    this.experiments = entry.steering.experiments;
+    this.texts = unpacked.json.texts;
+    this.columns = unpacked.json.rows;
+    this.n = this.columns.experiment.length;
+    this.byFeature = new Map();
+    for (let i = 0; i < this.n; i++) {
+      const f = this.columns.feature[i];
+      if (f === null) continue; // a vector's rows: the experiments view only
+      if (!this.byFeature.has(f)) this.byFeature.set(f, []);
+      this.byFeature.get(f).push(i);
+    }
+  }
+
+  text(column, i) {
+    const id = this.columns[column][i];
+    return id === null ? null : this.texts[id];
+  }
+
+  value(column, i) { return this.columns[column][i]; }
+
+  rowsOf(f) { return this.byFeature.get(f) || []; }
+
+  // Rows grouped by consecutive equal keys, in stored order: [[key, [rows]], ...].
+  groups(rows, key) {
+    const out = [];
+    for (const i of rows) {
+      const k = key(i);
+      if (out.length && out[out.length - 1][0] === k) out[out.length - 1][1].push(i);
+      else out.push([k, [i]]);
     }
     return out;
   }
+
+  // A target's name: "feature 12" or "vector <label>", as a grouping key.
+  target(i) {
+    const f = this.columns.feature[i];
+    return f === null ? `vector ${this.text("vector", i)}` : `feature ${f}`;
+  }
+}
+
+const steeringCache = new Map();
+function loadSteering(entry) {
+  if (!entry.steering) return Promise.resolve(null);
+  if (!steeringCache.has(entry.name)) {
+    steeringCache.set(entry.name, loadBlob(entry.steering.blob).then(unpacked => new Steering(entry, unpacked)));
+  }
+  return steeringCache.get(entry.name);
 }
 
 // Density at which a feature counts as dense in the browser's filter.

@@ -1,4 +1,5 @@
-// The feature page: stats, activation histogram, examples, influences, neighbours, detection.
+// The feature page: stats, activation histogram, examples (with their ablation), influences,
+// ablation logits, steering, neighbours, detection, label alignment.
 
 function featureHash(name, f) {
   return `#sae=${encodeURIComponent(name)}&feature=${f}`;
@@ -48,9 +49,17 @@ function header(sae, f) {
   if (kept === false) badges.appendChild(el("span", "badge", "pruned"));
   title.appendChild(badges);
   head.appendChild(title);
+  const llm = sae.llmLabel(f);
+  if (llm) {
+    const line = el("div", "label-line");
+    line.appendChild(el("span", "muted", "LLM label "));
+    line.appendChild(el("span", "label llm-label", llm));
+    line.appendChild(el("span", "muted small", `  ${sae.index.json.llm_models.join(", ")}`));
+    head.appendChild(line);
+  }
   const label = el("div", "label-line");
-  label.appendChild(el("span", "muted", "Label "));
-  label.appendChild(el("span", "label", sae.label(f) || "—"));
+  label.appendChild(el("span", "muted", sae.llmLabels ? "TF-IDF label " : "Label "));
+  label.appendChild(el("span", "label tfidf-label", sae.label(f) || "—"));
   head.appendChild(label);
   const tokens = sae.tokenList("tfidf", f);
   if (tokens.length) {
@@ -91,20 +100,50 @@ function histogramCard(sae, chunk, f) {
   return box;
 }
 
-function influenceCard(sae, chunk, f) {
-  const A = chunk.arrays, box = card("Output influence");
-  const [lo, hi] = chunk.rows("inf", f);
+// Tokens of a signed table (`<prefix>.positive`, `.token`, `.<value>`) in two columns.
+function signedTokens(sae, chunk, f, prefix, value, titles) {
+  const A = chunk.arrays;
+  const [lo, hi] = chunk.rows(prefix, f);
   const cols = el("div", "two-col");
-  for (const [positive, title] of [[1, "Promotes (+)"], [0, "Suppresses (−)"]]) {
+  for (const [positive, title] of [[1, titles[0]], [0, titles[1]]]) {
     const col = el("div", "token-col");
     col.appendChild(el("h4", null, title));
     for (let i = lo; i < hi; i++) {
-      if (A["inf.positive"][i] !== positive) continue;
-      col.appendChild(chip(sae, sae.strings[A["inf.token"][i]], chunk.float("inf.score", i), positive ? "pos" : "neg"));
+      if (A[prefix + ".positive"][i] !== positive) continue;
+      col.appendChild(chip(sae, sae.strings[A[prefix + ".token"][i]], chunk.float(`${prefix}.${value}`, i), positive ? "pos" : "neg"));
     }
     cols.appendChild(col);
   }
-  box.appendChild(cols);
+  return cols;
+}
+
+function influenceCard(sae, chunk, f) {
+  const box = card("Output influence");
+  box.appendChild(signedTokens(sae, chunk, f, "inf", "score", ["Promotes (+)", "Suppresses (−)"]));
+  return box;
+}
+
+// Why a feature's top examples carry no loss effect (null where they do).
+function ablationNote(sae, ablatedExamples) {
+  const ablated = sae.index.json.ablated;
+  if (ablatedExamples) return null;
+  if (ablated === null) return "No ablation for this SAE.";
+  return `Not ablated: the ablation covers ${fmtInt(ablated)} feature${ablated === 1 ? "" : "s"} of this SAE (ablation.max_features, and every steered feature).`;
+}
+
+// The ablation, where feature f has one: the logits it moves most, and where the top examples
+// show its loss effect.
+function ablationCard(sae, chunk, f, ablatedExamples) {
+  const [lo, hi] = chunk.rows("ablg", f);
+  if (!ablatedExamples && lo === hi) return null;
+  const box = card("Ablation", "ablation");
+  if (ablatedExamples) {
+    box.appendChild(el("p", "muted small", `Loss effect per token on the first ${ablatedExamples} top example${ablatedExamples === 1 ? "" : "s"}: the underlined tokens below.`));
+  }
+  if (lo < hi) {
+    box.appendChild(el("p", "muted small", "Log-prob change where the feature fires in them (clean − ablated), mean:"));
+    box.appendChild(signedTokens(sae, chunk, f, "ablg", "effect", ["Raises (+)", "Lowers (−)"]));
+  }
   return box;
 }
 
@@ -119,7 +158,7 @@ function neighbourCards(sae, chunk, f) {
       const other = A["nb.other"][i];
       const item = el("li");
       item.appendChild(link(featureHash(sae.name, other), `#${other}`, "nb-id"));
-      item.appendChild(el("span", "nb-label", sae.label(other)));
+      item.appendChild(el("span", "nb-label", sae.shownLabel(other)));
       const value = el("span", "nb-score", fmt(chunk.float("nb.score", i)));
       value.title = score;
       item.appendChild(value);
@@ -151,12 +190,38 @@ function detectionCard(sae, chunk, f) {
   return box;
 }
 
-function examplesCards(sae, chunk, f) {
+function alignmentCard(sae, chunk, f) {
+  const A = chunk.arrays, box = card("Label-vector alignment", "alignment");
+  const [lo, hi] = chunk.rows("align", f);
+  if (lo === hi) {
+    box.appendChild(el("p", "muted", "No labels."));
+    return box;
+  }
+  box.appendChild(el("p", "muted small", "Cosine of the decoder row with each corpus label's vector (documents with the label minus without); rank among this SAE's features for that label."));
+  const table = el("table", "grid-table");
+  const head = el("tr");
+  for (const h of ["label", "cosine", "rank"]) head.appendChild(el("th", null, h));
+  table.appendChild(head);
+  for (let i = lo; i < hi; i++) {
+    const tr = el("tr");
+    tr.appendChild(el("td", null, sae.index.json.alignment_labels[A["align.label"][i]]));
+    tr.appendChild(el("td", "num", fmt(chunk.float("align.cosine", i))));
+    tr.appendChild(el("td", "num", `#${A["align.rank"][i] + 1}`));
+    table.appendChild(tr);
+  }
+  box.appendChild(table);
+  return box;
+}
+
+function examplesCards(sae, chunk, f, top) {
   const A = sae.index.arrays;
-  const top = sae.examples(chunk, "top", f);
   const scale = Number.isFinite(A.max[f]) && A.max[f] > 0 ? A.max[f] : (top[0] ? top[0].activation : 1);
   const box = card(`Top activations (${top.length})`, "top-examples");
-  box.appendChild(top.length ? exampleList(top, scale, "top") : el("p", "muted", "No examples: the feature never fires."));
+  const ablated = top.filter(ex => ex.effect).length, span = largestEffect(top);
+  const note = ablationNote(sae, ablated);
+  if (note && top.length) box.appendChild(el("p", "muted small ablation-note", note));
+  if (ablated) box.appendChild(effectLegend(span, ablated));
+  box.appendChild(top.length ? exampleList(top, scale, "top", span) : el("p", "muted", "No examples: the feature never fires."));
   const cards = [box];
   const quantile = sae.examples(chunk, "q", f);
   if (quantile.length) {
@@ -167,18 +232,24 @@ function examplesCards(sae, chunk, f) {
   return cards;
 }
 
-// Draws feature f of `sae` into `container`; `chunk` is the decoded chunk that holds it.
-function renderFeature(container, sae, chunk, f) {
+// Draws feature f of `sae` into `container`; `chunk` is the decoded chunk that holds it, `steering`
+// the SAE's steering rows (null where it has none).
+function renderFeature(container, sae, chunk, f, steering) {
   container.replaceChildren(header(sae, f));
+  const top = sae.examples(chunk, "top", f);
   const row = el("div", "cards");
   row.appendChild(statsCard(sae, f));
   if (chunk.has("hist.counts")) row.appendChild(histogramCard(sae, chunk, f));
   if (chunk.has("inf.token")) row.appendChild(influenceCard(sae, chunk, f));
+  const ablation = ablationCard(sae, chunk, f, top.filter(ex => ex.effect).length);
+  if (ablation) row.appendChild(ablation);
   container.appendChild(row);
-  container.append(...examplesCards(sae, chunk, f));
+  container.append(...examplesCards(sae, chunk, f, top));
+  container.appendChild(steeringCard(sae, steering, f));
   const more = el("div", "cards");
   if (chunk.has("nb.other")) more.append(...neighbourCards(sae, chunk, f));
   if (chunk.has("det.label")) more.appendChild(detectionCard(sae, chunk, f));
+  if (chunk.has("align.label")) more.appendChild(alignmentCard(sae, chunk, f));
   if (more.childElementCount) container.appendChild(more);
 }
 

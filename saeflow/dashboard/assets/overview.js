@@ -85,10 +85,41 @@ function densityCard(saes) {
   return box;
 }
 
+// Every steering experiment, from the manifest; the experiments view has their rows.
+function experimentsCard(saes) {
+  const box = card("Steering experiments", "wide");
+  const rows = saes.flatMap(s => (s.steering ? s.steering.experiments : []).map(e => [s, e]));
+  if (!rows.length) {
+    box.appendChild(el("p", "muted", "None in this run (config.yaml `steering:`)."));
+    return box;
+  }
+  const table = el("table", "grid-table experiments-table text-table");
+  const head = el("tr");
+  for (const h of ["experiment", "SAE", "mode", "targets", "prompts", "α grid"]) head.appendChild(el("th", null, h));
+  table.appendChild(head);
+  for (const [s, e] of rows) {
+    const tr = el("tr");
+    const name = el("td", "name");
+    name.appendChild(link("#view=experiments", e.name));
+    tr.appendChild(name);
+    tr.appendChild(el("td", null)).appendChild(link(`#sae=${encodeURIComponent(s.name)}`, s.name));
+    tr.appendChild(el("td", null, e.mode));
+    const targets = tr.appendChild(el("td", "targets"));
+    for (const f of e.features) targets.appendChild(link(featureHash(s.name, f), `#${f}`));
+    for (const v of e.vectors) targets.appendChild(el("span", null, `vector ${v}`));
+    tr.appendChild(el("td", null, fmtInt(e.prompts)));
+    tr.appendChild(el("td", null, e.alphas.map(a => fmt(a)).join(", ")));
+    table.appendChild(tr);
+  }
+  box.appendChild(table);
+  return box;
+}
+
 function renderOverview(container, manifest) {
   container.replaceChildren(
     runCard(manifest.run, manifest.saes),
     metricsCard(manifest.saes),
+    experimentsCard(manifest.saes),
     trainingCard(manifest.saes),
     densityCard(manifest.saes),
   );
