@@ -1,7 +1,8 @@
 # Interventions on a trained SAE's features in the model: steering experiments (generation with a
 # feature added or clamped at the hook, config `steering:`) and ablation effects (the loss change
 # per token of top examples when a feature is removed, config `ablation:`). Both run the causal
-# LM, so both are GPU rules.
+# LM, so both are GPU rules. One thread each: on a small machine they then run side by side (a
+# generation step waits on reading the weights more than on arithmetic).
 
 
 rule steer:
@@ -16,7 +17,7 @@ rule steer:
         prepend_bos=config["model"]["prepend_bos"],
     wildcard_constraints:
         experiment="|".join(re.escape(name) for name in STEERING) or "(?!)",
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=4000,
@@ -51,7 +52,7 @@ rule ablation:
         experiments=lambda wildcards: steering_of(wildcards.sae),
         adapter=ADAPTER,
         model_dtype=config["model"]["dtype"],
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=6000,

@@ -116,8 +116,9 @@ def ablation_effects(sae, lm, hook_spec, examples: list[Example], sequences: dic
     """(ablation.parquet, ablation_logits.parquet) of the examples; see the module docstring."""
     device = next(lm.parameters()).device
     effects, logit_effects = [], _LogitEffects()
-    for first in range(0, len(examples), batch_size):
-        batch = examples[first : first + batch_size]
+    by_length = sorted(examples, key=lambda e: e.hi)  # batches of similar length: little padding
+    for first in range(0, len(by_length), batch_size):
+        batch = by_length[first : first + batch_size]
         length = max(e.hi for e in batch)
         ids = torch.zeros((len(batch), length), dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -143,6 +144,7 @@ def ablation_effects(sae, lm, hook_spec, examples: list[Example], sequences: dic
         if progress is not None:
             progress.update(len(batch))
     log.info("ablated %d examples of %d features", len(examples), len({e.feature for e in examples}))
+    effects.sort(key=lambda row: (row["feature"], row["rank"], row["pos"]))
     return pa.Table.from_pylist(effects, schema=EFFECT_SCHEMA), logit_effects.table(top_logits, decode)
 
 
