@@ -1,8 +1,7 @@
 # Interventions on a trained SAE's features in the model: steering experiments (generation with a
 # feature added or clamped at the hook, config `steering:`) and ablation effects (the loss change
 # per token of top examples when a feature is removed, config `ablation:`). Both run the causal
-# LM, so both are GPU rules. One thread each: on a small machine they then run side by side (a
-# generation step waits on reading the weights more than on arithmetic).
+# LM, so both are GPU rules (one at a time under --resources gpu=1, after the SAE's eval).
 
 
 rule steer:
@@ -17,7 +16,7 @@ rule steer:
         prepend_bos=config["model"]["prepend_bos"],
     wildcard_constraints:
         experiment="|".join(re.escape(name) for name in STEERING) or "(?!)",
-    threads: 1
+    threads: 2
     resources:
         gpu=1,
         mem_mb=4000,
@@ -52,7 +51,7 @@ rule ablation:
         experiments=lambda wildcards: steering_of(wildcards.sae),
         adapter=ADAPTER,
         model_dtype=config["model"]["dtype"],
-    threads: 1
+    threads: 2
     resources:
         gpu=1,
         mem_mb=6000,
