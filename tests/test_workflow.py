@@ -159,7 +159,7 @@ def test_changing_one_saes_k_plans_that_saes_chain_only(finished_run):
         "train_sae": 1, "evaluate_sae": 1, "gather_metrics": 1, "encode_features": n_chunks, "transpose_features": 1,
         "analyse_feature_shard": 2, "influence_shard": 2, "neighbour_shard": 2, "gather_table": 6,
         "gather_neighbours": 1, "analysis_params": 1, "unit_map": 1, "filter_units": n_chunks, "thresholds": 1,
-        "detection": 1, "dashboard": 1, "all": 1,
+        "detection": 1, "label_alignment": 1, "ablation": 1, "steer": 1, "dashboard": 1, "all": 1,
     }
     outputs = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("output:")]
     assert outputs and not [line for line in outputs if "results/saes/wide/" in line]
