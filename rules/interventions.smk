@@ -1,7 +1,8 @@
 # Interventions on a trained SAE's features in the model: steering experiments (generation with a
 # feature added or clamped at the hook, config `steering:`) and ablation effects (the loss change
 # per token of top examples when a feature is removed, config `ablation:`). Both run the causal
-# LM, so both are GPU rules (one at a time under --resources gpu=1, after the SAE's eval).
+# LM, so both are GPU rules (one at a time under --resources gpu=1, after the SAE's eval); the
+# dashboard waits for them, so they go before the influence shards.
 
 
 rule steer:
@@ -16,6 +17,7 @@ rule steer:
         prepend_bos=config["model"]["prepend_bos"],
     wildcard_constraints:
         experiment="|".join(re.escape(name) for name in STEERING) or "(?!)",
+    priority: 1
     threads: 2
     resources:
         gpu=1,
@@ -51,6 +53,7 @@ rule ablation:
         experiments=lambda wildcards: steering_of(wildcards.sae),
         adapter=ADAPTER,
         model_dtype=config["model"]["dtype"],
+    priority: 1
     threads: 2
     resources:
         gpu=1,
