@@ -2,7 +2,8 @@
 # feature added or clamped at the hook, config `steering:`) and ablation effects (the loss change
 # per token of top examples when a feature is removed, config `ablation:`). Both run the causal
 # LM, so both are GPU rules (one at a time under --resources gpu=1, after the SAE's eval); the
-# dashboard waits for them, so they go before the influence shards.
+# dashboard waits for them, so they go first, on one thread each: waiting for two free cores
+# cost more than the second thread saves.
 
 
 rule steer:
@@ -18,7 +19,7 @@ rule steer:
     wildcard_constraints:
         experiment="|".join(re.escape(name) for name in STEERING) or "(?!)",
     priority: 1
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=4000,
@@ -54,7 +55,7 @@ rule ablation:
         adapter=ADAPTER,
         model_dtype=config["model"]["dtype"],
     priority: 1
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=6000,
