@@ -64,7 +64,7 @@ def main():
     parser.add_argument("--feature", type=int, default=1422)
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 2.0, 4.0])
     parser.add_argument("--tokens", type=int, default=20)
-    parser.add_argument("--features", type=int, default=4)
+    parser.add_argument("--features", type=int, default=3)
     parser.add_argument("--examples", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
