@@ -148,8 +148,7 @@ def steering_inputs(wildcards):
         **MODEL_INPUTS,
     }
     if "vector" in experiment:
-        hook = SAE_HOOK[wildcards.sae]
-        inputs |= {"vectors": path("label_vectors", hook=hook), "vector_table": path("label_vector_table", hook=hook)}
+        inputs["vectors"] = path("label_vectors", hook=SAE_HOOK[wildcards.sae])
     return inputs
 
 

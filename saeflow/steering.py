@@ -28,6 +28,7 @@ from saeflow.errors import SaeflowError
 from saeflow.generation import Scored, greedy_continuations, score_continuations
 from saeflow.hooks import replaced
 from saeflow.interventions import add_direction, by_rows, set_feature
+from saeflow.label_vectors import read_label_vectors
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +88,26 @@ def experiment_features(experiment: dict, d_sae: int, stats_path, labels_path) -
     return ranked[: experiment["max_features"]]
 
 
-def _label_vector(experiment: dict, vectors) -> torch.Tensor:
-    """The label's row of label_vectors.safetensors; `vectors` is (that file, label_vectors.parquet)."""
-    if vectors is None:
+def _label_vector(experiment: dict, vectors_path) -> torch.Tensor:
+    """The label's row of the hook's label_vectors.safetensors."""
+    if vectors_path is None:
         raise SaeflowError(f"{_key(experiment, 'vector')}: label vectors exist only for a corpus with labels "
                            "(corpus.labels_field); steer by `features:` or `label:` instead")
-    tensors_path, table_path = vectors
-    table = pq.read_table(table_path, columns=["label", "row"])
-    rows = dict(zip(table["label"].to_pylist(), table["row"].to_pylist()))
-    if experiment["vector"] not in rows:
+    vectors, labels = read_label_vectors(vectors_path)
+    if experiment["vector"] not in labels:
         raise SaeflowError(f"{_key(experiment, 'vector')}: no label vector {experiment['vector']!r} in "
-                           f"{table_path}; it has {', '.join(sorted(rows)[:20]) or 'none'}")
-    return torch.from_numpy(storage.read_safetensors(tensors_path)["vectors"][rows[experiment["vector"]]].copy())
+                           f"{vectors_path}; it has {', '.join(sorted(labels)[:20]) or 'none'}")
+    return torch.from_numpy(vectors[labels.index(experiment["vector"])].copy())
 
 
-def steering_targets(experiment: dict, sae, stats_path, labels_path, vectors=None) -> list[Target]:
-    """The experiment's targets; `vectors`: (label_vectors.safetensors, label_vectors.parquet) of the
-    SAE's hook, where the corpus has labels."""
+def steering_targets(experiment: dict, sae, stats_path, labels_path, vectors_path=None) -> list[Target]:
+    """The experiment's targets; `vectors_path`: the label_vectors.safetensors of the SAE's hook,
+    where the corpus has labels."""
     if "vector" in experiment:
         if experiment["mode"] != "add":
             raise SaeflowError(f"{_key(experiment, 'mode')}: a label vector can only be added (mode: add); "
                                "clamp needs an SAE feature")
-        return [Target(None, experiment["vector"], _label_vector(experiment, vectors), 1.0)]
+        return [Target(None, experiment["vector"], _label_vector(experiment, vectors_path), 1.0)]
     features = experiment_features(experiment, sae.d_sae, stats_path, labels_path)
     maxima = feature_maxima(stats_path, features)
     targets = []
@@ -188,7 +187,7 @@ def run_experiment(experiment: dict, sae, lm, tokenizer, hook_spec, prefix_ids: 
 
 
 def steering_job(experiment: dict, sae_dir, model_path, tokenizer_path, stats_path, labels_path, out_path,
-                 vectors=None, device: str = "cpu", dtype: str = "float32", adapter=None,
+                 vectors_path=None, device: str = "cpu", dtype: str = "float32", adapter=None,
                  prepend_bos: bool = False) -> None:
     """results/saes/<sae>/steering/<experiment>.parquet: the experiment run on the saved SAE and
     the model (windows start as the corpus's do: the same special tokens before the prompt)."""
@@ -197,7 +196,7 @@ def steering_job(experiment: dict, sae_dir, model_path, tokenizer_path, stats_pa
     from saeflow.sae import BatchTopKSAE
 
     sae, cfg = BatchTopKSAE.load(sae_dir)
-    targets = steering_targets(experiment, sae, stats_path, labels_path, vectors)
+    targets = steering_targets(experiment, sae, stats_path, labels_path, vectors_path)
     lm = load_model(model_path, device, dtype, adapter=adapter)
     sae = sae.to(next(lm.parameters()).device)
     tokenizer = load_tokenizer(tokenizer_path)

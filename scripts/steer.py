@@ -11,10 +11,10 @@ i, p = snakemake.input, snakemake.params
 
 def main():
     torch.set_num_threads(snakemake.threads)
-    vectors = (i.vectors, i.vector_table) if "vectors" in i.keys() else None
     steering.steering_job(p.experiment, Path(i.cfg).parent, i.model, i.tokenizer, i.feature_stats, i.labels,
-                          snakemake.output.table, vectors=vectors, device=snakemake.config["model"]["device"],
-                          dtype=p.model_dtype, adapter=p.adapter, prepend_bos=p.prepend_bos)
+                          snakemake.output.table, vectors_path=i.get("vectors"),
+                          device=snakemake.config["model"]["device"], dtype=p.model_dtype, adapter=p.adapter,
+                          prepend_bos=p.prepend_bos)
 
 
 jobs.run_job(snakemake.log[0], main)

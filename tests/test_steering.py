@@ -1,6 +1,8 @@
 """Steering experiments on a tiny Llama, against a cache-free greedy loop that edits the input
 embeddings (the hook hidden_states.0) by hand, and numpy CE and encodings."""
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,8 +40,7 @@ def setup(tmp_path_factory):
     labels[4], labels[9], labels[12] = "the fox jumps", "Fox den", "lazy dog"
     pq.write_table(pa.table({"feature": list(range(D_SAE)), "label": labels}), root / "labels.parquet")
     vectors = np.random.default_rng(0).normal(size=(2, 32)).astype(np.float32) * 3
-    write_safetensors(root / "vectors.safetensors", {"vectors": vectors}, {})
-    pq.write_table(pa.table({"label": ["cats", "dogs"], "row": pa.array([0, 1], pa.int32())}), root / "vectors.parquet")
+    write_safetensors(root / "vectors.safetensors", {"vectors": vectors}, {"labels": json.dumps(["cats", "dogs"])})
     return root, model_dir, sae, vectors
 
 
@@ -53,7 +54,7 @@ def run(setup, tmp_path, settings):
     root, model_dir, _, _ = setup
     out = tmp_path / "steer.parquet"
     steering_job(settings, root / "sae", model_dir, model_dir, root / "stats.parquet", root / "labels.parquet", out,
-                 vectors=(root / "vectors.safetensors", root / "vectors.parquet"), prepend_bos=True)
+                 vectors_path=root / "vectors.safetensors", prepend_bos=True)
     return pq.read_table(out).to_pylist()
 
 
