@@ -96,3 +96,20 @@ def saeflow_weights(folder, key: str = "pretrained") -> tuple[dict[str, np.ndarr
     settings = {"architecture": architecture, "encoding": "topk" if architecture == "topk" else "threshold",
                 "k": k, "d_in": int(d_in), "d_sae": int(d_sae)}
     return {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in weights.items()}, settings
+
+
+def pretrained_shape(folder, key: str = "pretrained") -> tuple[int, int]:
+    """(d_in, d_sae) of the SAE in `folder`, from the weights file's header (no tensor is read):
+    the plan needs the SAE's width and the hook's before any job runs."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    _cfg(folder, key)
+    path = folder / "sae_weights.safetensors"
+    if not path.is_file():
+        raise SaeflowError(f"{key}: {folder} has no sae_weights.safetensors; give a folder saved by SAELens")
+    with safe_open(str(path), framework="numpy") as handle:
+        if "W_enc" not in handle.keys():
+            raise SaeflowError(f"{key}: {path} has no W_enc")
+        d_in, d_sae = handle.get_slice("W_enc").get_shape()
+    return int(d_in), int(d_sae)

@@ -117,3 +117,12 @@ def test_bad_folders_are_one_clear_error(tmp_path, change, message):
     change(folder)
     with pytest.raises(SaeflowError, match=message):
         saeflow_weights(folder, "saes.x.pretrained")
+
+
+def test_the_plan_reads_the_shape_from_the_header(tmp_path):
+    from saeflow.pretrained import pretrained_shape
+
+    folder = write_folder(tmp_path / "sae", "topk", random_weights(0, "topk"), k=K)
+    assert pretrained_shape(folder) == (D_IN, D_SAE)
+    with pytest.raises(SaeflowError, match="saes.p.pretrained: .* has no cfg.json"):
+        pretrained_shape(tmp_path / "absent", "saes.p.pretrained")
