@@ -40,6 +40,11 @@ except WorkflowError as err:
     raise WorkflowError(describe_config_error(err)) from None
 
 
+def names_pattern(names):
+    """A wildcard constraint matching exactly these names (none: nothing)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
 def log_path(stage, pattern=""):
     return f"results/logs/{stage}/{pattern}.log" if pattern else f"results/logs/{stage}.log"
 
@@ -73,6 +78,8 @@ HOOK_WIDTHS = _checked(
     lambda: hook_plan.hook_widths(MODEL, ADAPTER, HOOKS, ".snakemake/saeflow", hook_config_keys(config))
 )
 SAE_HOOK = {name: sae_hook(name, settings, HOOKS) for name, settings in config["saes"].items()}
+# SAEs imported from a SAELens folder instead of trained: name -> folder.
+PRETRAINED = {name: settings["pretrained"] for name, settings in config["saes"].items() if settings.get("pretrained")}
 SAE_WIDTH = {
     name: _checked(lambda: sae_width(name, settings, HOOK_WIDTHS[SAE_HOOK[name]]))
     for name, settings in config["saes"].items()

@@ -1,4 +1,5 @@
-# Activation chunks of each SAE's hook -> trained SAEs (one job per configured SAE) -> held-out eval -> sweep metrics.
+# Activation chunks of each SAE's hook -> trained SAEs (one job per configured SAE), or a
+# pretrained SAE imported from its SAELens folder -> held-out eval -> sweep metrics.
 
 
 rule train_sae:
@@ -15,6 +16,8 @@ rule train_sae:
         hook_spec=lambda wildcards: HOOKS[SAE_HOOK[wildcards.sae]],
         model_name=MODEL_NAME,
         checkpoint=lambda wildcards: PATHS["checkpoint"].format(sae=wildcards.sae),
+    wildcard_constraints:
+        sae=names_pattern(sae for sae in config["saes"] if sae not in PRETRAINED),
     priority: 2  # everything after it waits for it
     threads: 2
     resources:
@@ -29,6 +32,35 @@ rule train_sae:
         "../envs/model.yaml"
     script:
         "../scripts/train_sae.py"
+
+
+rule import_pretrained:
+    input:
+        folder=lambda wildcards: PRETRAINED[wildcards.sae],
+    output:
+        weights=PATHS["sae_weights"],
+        cfg=PATHS["sae_cfg"],
+        training_log=PATHS["training_log"],
+    params:
+        hook=lambda wildcards: SAE_HOOK[wildcards.sae],
+        hook_spec=lambda wildcards: HOOKS[SAE_HOOK[wildcards.sae]],
+        hook_width=lambda wildcards: HOOK_WIDTHS[SAE_HOOK[wildcards.sae]],
+        model_name=MODEL_NAME,
+    wildcard_constraints:
+        sae=names_pattern(PRETRAINED),
+    priority: 2
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    log:
+        log_path("import_pretrained", "{sae}"),
+    benchmark:
+        benchmark_path("import_pretrained", "{sae}")
+    conda:
+        "../envs/model.yaml"
+    script:
+        "../scripts/import_pretrained.py"
 
 
 rule evaluate_sae:

@@ -34,7 +34,17 @@ def describe_config_error(err: BaseException) -> str:
 
 
 def sae_width(name: str, settings: dict, d_in: int) -> int:
-    """d_sae from the config: `d_sae` if given, else `expansion` × the hook's width; k must stay below it."""
+    """d_sae from the config: `d_sae` if given, else `expansion` × the hook's width; k must stay below it.
+    A pretrained SAE's comes from its folder, whose input width must be the hook's."""
+    if settings.get("pretrained"):
+        from saeflow.pretrained import pretrained_shape
+
+        key = f"saes.{name}.pretrained"
+        width, d_sae = pretrained_shape(settings["pretrained"], key)
+        if width != d_in:
+            raise SaeflowError(f"{key}: the SAE in {settings['pretrained']} reads {width} dimensions but its hook "
+                               f"has {d_in}; point saes.{name} at the hook it was trained on")
+        return d_sae
     d_sae = settings["d_sae"] or int(round(settings["expansion"] * d_in))
     if settings["k"] >= d_sae:
         raise SaeflowError(

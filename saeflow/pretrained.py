@@ -113,3 +113,32 @@ def pretrained_shape(folder, key: str = "pretrained") -> tuple[int, int]:
             raise SaeflowError(f"{key}: {path} has no W_enc")
         d_in, d_sae = handle.get_slice("W_enc").get_shape()
     return int(d_in), int(d_sae)
+
+
+def import_pretrained_job(folder, name: str, hook: str, hook_spec, model_name: str, out_dir, training_log_path,
+                          hook_width: int) -> dict:
+    """results/saes/<name>/: the pretrained SAE in `folder` as a saeflow SAE (sae_weights,
+    cfg.json with `trained_as: "pretrained"`) and an empty training_log.parquet (it was not
+    trained here); the cfg written."""
+    import pyarrow as pa
+    import torch
+
+    from saeflow.sae import BatchTopKSAE
+    from saeflow.train_job import LOG_COLUMNS
+
+    key = f"saes.{name}.pretrained"
+    weights, settings = saeflow_weights(folder, key)
+    if settings["d_in"] != hook_width:
+        raise SaeflowError(f"{key}: the SAE in {folder} reads {settings['d_in']} dimensions but hook {hook} "
+                           f"has {hook_width}; point the SAE at the hook it was trained on")
+    sae = BatchTopKSAE(settings["d_in"], settings["d_sae"], settings["k"], encoding=settings["encoding"])
+    with torch.no_grad():
+        for weight, array in weights.items():
+            getattr(sae, weight).copy_(torch.from_numpy(array))
+    cfg = sae.save(out_dir, {"name": name, "model": model_name, "hook": hook, "hook_spec": hook_spec, "seed": 0,
+                             "exclude_special_tokens": True, "trained_as": "pretrained", "pretrained": str(folder),
+                             "pretrained_architecture": settings["architecture"]})
+    storage.write_parquet(training_log_path, {column: [] for column in LOG_COLUMNS},
+                          pa.schema([(c, pa.int64() if c in ("step", "tokens_seen") else pa.float64())
+                                     for c in LOG_COLUMNS]))
+    return cfg

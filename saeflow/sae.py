@@ -67,11 +67,13 @@ class BatchTopKSAE(torch.nn.Module):
     in training), "topk" keeps each token's k largest relu(pre).
     """
 
-    def __init__(self, d_in: int, d_sae: int, k: int, seed: int = 0, encoding: str = "threshold"):
+    def __init__(self, d_in: int, d_sae: int, k: int | None, seed: int = 0, encoding: str = "threshold"):
         super().__init__()
         _check_sizes(d_in, d_sae, k)
         if encoding not in ENCODINGS:
             raise SaeflowError(f"encoding={encoding!r} is invalid: use one of {ENCODINGS}")
+        if k is None and encoding == "topk":
+            raise SaeflowError("encoding 'topk' needs k")
         self.d_in, self.d_sae, self.k, self.encoding = d_in, d_sae, k, encoding
         generator = torch.Generator().manual_seed(seed)
         W_dec_FD = torch.randn(d_sae, d_in, generator=generator)
@@ -205,7 +207,7 @@ class BatchTopKSAE(torch.nn.Module):
             "d_in": self.d_in,
             "d_sae": self.d_sae,
             "k": self.k,
-            "trained_as": "batchtopk",
+            "trained_as": cfg.get("trained_as", "batchtopk"),
             "encoding": self.encoding,
         }
         storage.write_json(directory / CFG_FILE, full_cfg)
@@ -237,11 +239,13 @@ class BatchTopKSAE(torch.nn.Module):
         return sae, cfg
 
 
-def _check_sizes(d_in: int, d_sae: int, k: int) -> None:
+def _check_sizes(d_in: int, d_sae: int, k: int | None) -> None:
     if not (isinstance(d_in, int) and d_in >= 1):
         raise SaeflowError(f"d_in={d_in!r} is invalid: it must be a positive integer (the layer width)")
     if not (isinstance(d_sae, int) and d_sae >= 2):
         raise SaeflowError(f"d_sae={d_sae!r} is invalid: set `d_sae` (or `expansion`) so that d_sae >= 2")
+    if k is None:  # an SAE that never trains here and encodes by threshold (a pretrained JumpReLU)
+        return
     if not (isinstance(k, int) and 1 <= k < d_sae):
         raise SaeflowError(f"k={k!r} is invalid: set `k` to an integer with 1 <= k < d_sae={d_sae}")
 

@@ -126,3 +126,26 @@ def test_the_plan_reads_the_shape_from_the_header(tmp_path):
     assert pretrained_shape(folder) == (D_IN, D_SAE)
     with pytest.raises(SaeflowError, match="saes.p.pretrained: .* has no cfg.json"):
         pretrained_shape(tmp_path / "absent", "saes.p.pretrained")
+
+
+def test_the_import_job_writes_a_folder_saeflow_and_saelens_load(tmp_path):
+    from saeflow.pretrained import import_pretrained_job
+    from saeflow.storage import read_json
+
+    weights = random_weights(4, "jumprelu")
+    folder = write_folder(tmp_path / "in", "jumprelu", weights)
+    cfg = import_pretrained_job(folder, "p", "layer-1", "hidden_states.1", "tiny", tmp_path / "out",
+                                tmp_path / "out/training_log.parquet", D_IN)
+    assert cfg == read_json(tmp_path / "out/cfg.json")
+    assert (cfg["trained_as"], cfg["k"], cfg["encoding"], cfg["pretrained_architecture"]) == (
+        "pretrained", None, "threshold", "jumprelu")
+    sae, _ = BatchTopKSAE.load(tmp_path / "out")
+    x = np.random.default_rng(5).normal(size=(30, D_IN))
+    with torch.no_grad():
+        np.testing.assert_allclose(sae.encode(torch.from_numpy(x).float()).numpy(), formula("jumprelu", weights, x)[0],
+                                   rtol=1e-4, atol=1e-5)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "out/training_log.parquet").num_rows == 0
+    with pytest.raises(SaeflowError, match="reads 6 dimensions but hook layer-1 has 8"):
+        import_pretrained_job(folder, "p", "layer-1", "hidden_states.1", "tiny", tmp_path / "x", tmp_path / "x.pq", 8)
