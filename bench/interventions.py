@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from _rss import best_of
-from saeflow.ablation import ablation_effects, ablated_features, example_sequences, examples_to_ablate
+from saeflow.ablation import ablated_features, ablation_effects, examples_to_ablate
 from saeflow.generation import greedy_continuations
 from saeflow.hooks import replaced
 from saeflow.interventions import add_direction, by_rows, recording, remove_feature
@@ -85,9 +85,7 @@ def main():
 
     top = sae_dir / "analysis/top_examples.parquet"
     features = ablated_features(top, args.features, [args.feature])
-    sequences = example_sequences(top, features, args.examples, results / "corpus/tokens.parquet")
-    lengths = {seq: len(r["token_id"]) for seq, r in sequences.items()}
-    examples = examples_to_ablate(top, features, args.examples, 10, lengths)
+    examples, sequences = examples_to_ablate(top, results / "corpus/tokens.parquet", features, args.examples, 10)
     fast = best_of(args.repeats, lambda: ablation_effects(sae, lm, hook, examples, sequences, str))
     slow = best_of(args.repeats, lambda: naive_ablation(lm, sae, hook, examples, sequences))
     n_tokens = sum(e.hi for e in examples)

@@ -17,7 +17,7 @@ rule steer:
         model_dtype=config["model"]["dtype"],
         prepend_bos=config["model"]["prepend_bos"],
     wildcard_constraints:
-        experiment="|".join(re.escape(name) for name in STEERING) or "(?!)",
+        experiment=names_pattern(STEERING),
     priority: 1
     threads: 1
     resources:

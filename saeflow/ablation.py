@@ -54,27 +54,24 @@ def ablated_features(top_examples_path, max_features: int, named: list[int]) -> 
     return sorted(int(f) for f in chosen)
 
 
-def examples_to_ablate(top_examples_path, features: list[int], n_examples: int, context: int,
-                       seq_lengths: dict[int, int]) -> list[Example]:
+def examples_to_ablate(top_examples_path, tokens_path, features: list[int], n_examples: int,
+                       context: int) -> tuple[list[Example], dict[int, dict]]:
     """The first `n_examples` top examples of each feature, with top_examples' window rule
-    (pos - context .. pos + context, clipped to the sequence)."""
+    (pos - context .. pos + context, clipped to the sequence), and the token rows of their
+    sequences (seq -> {"token_id", "token"}, in pos order); both tables read with filters, so
+    only those rows are kept."""
     if not features:
-        return []
+        return [], {}
     table = pq.read_table(top_examples_path, columns=["feature", "rank", "seq", "pos"],
                           filters=[("feature", "in", features), ("rank", "<", n_examples)])
     table = table.sort_by([("feature", "ascending"), ("rank", "ascending")])
-    return [Example(f, r, s, max(0, p - context), min(seq_lengths[s], p + context + 1))
-            for f, r, s, p in zip(*(table[c].to_pylist() for c in ("feature", "rank", "seq", "pos")))]
+    sequences = _sequence_rows(tokens_path, sorted(set(table["seq"].to_pylist())))
+    examples = [Example(f, r, s, max(0, p - context), min(len(sequences[s]["token_id"]), p + context + 1))
+                for f, r, s, p in zip(*(table[c].to_pylist() for c in ("feature", "rank", "seq", "pos")))]
+    return examples, sequences
 
 
-def example_sequences(top_examples_path, features: list[int], n_examples: int, tokens_path) -> dict[int, dict]:
-    """seq -> {"token_id", "token"} (arrays in pos order) of the sequences those examples are in,
-    read with a filter so only their rows are kept."""
-    if not features:
-        return {}
-    table = pq.read_table(top_examples_path, columns=["seq"],
-                          filters=[("feature", "in", features), ("rank", "<", n_examples)])
-    seqs = sorted(set(table["seq"].to_pylist()))
+def _sequence_rows(tokens_path, seqs: list[int]) -> dict[int, dict]:
     rows = pq.read_table(tokens_path, columns=["seq", "pos", "token_id", "token"], filters=[("seq", "in", seqs)])
     rows = rows.sort_by([("seq", "ascending"), ("pos", "ascending")])
     seq = rows["seq"].to_numpy()
@@ -197,9 +194,7 @@ def ablation_job(sae_dir, model_path, tokenizer_path, analysis: dict, tokens_pat
     steered = [f for experiment in experiments
                for f in experiment_features(experiment, sae.d_sae, analysis["feature_stats"], analysis["labels"])]
     features = ablated_features(top_examples_path, settings["max_features"], steered)
-    sequences = example_sequences(top_examples_path, features, settings["examples"], tokens_path)
-    lengths = {seq: len(rows["token_id"]) for seq, rows in sequences.items()}
-    examples = examples_to_ablate(top_examples_path, features, settings["examples"], context, lengths)
+    examples, sequences = examples_to_ablate(top_examples_path, tokens_path, features, settings["examples"], context)
     lm = load_model(model_path, device, dtype, adapter=adapter)
     sae = sae.to(next(lm.parameters()).device)
     tokenizer = load_tokenizer(tokenizer_path)

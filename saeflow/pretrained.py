@@ -120,11 +120,10 @@ def import_pretrained_job(folder, name: str, hook: str, hook_spec, model_name: s
     """results/saes/<name>/: the pretrained SAE in `folder` as a saeflow SAE (sae_weights,
     cfg.json with `trained_as: "pretrained"`) and an empty training_log.parquet (it was not
     trained here); the cfg written."""
-    import pyarrow as pa
     import torch
 
     from saeflow.sae import BatchTopKSAE
-    from saeflow.train_job import LOG_COLUMNS
+    from saeflow.train_job import LOG_COLUMNS, LOG_SCHEMA
 
     key = f"saes.{name}.pretrained"
     weights, settings = saeflow_weights(folder, key)
@@ -138,7 +137,5 @@ def import_pretrained_job(folder, name: str, hook: str, hook_spec, model_name: s
     cfg = sae.save(out_dir, {"name": name, "model": model_name, "hook": hook, "hook_spec": hook_spec, "seed": 0,
                              "exclude_special_tokens": True, "trained_as": "pretrained", "pretrained": str(folder),
                              "pretrained_architecture": settings["architecture"]})
-    storage.write_parquet(training_log_path, {column: [] for column in LOG_COLUMNS},
-                          pa.schema([(c, pa.int64() if c in ("step", "tokens_seen") else pa.float64())
-                                     for c in LOG_COLUMNS]))
+    storage.write_parquet(training_log_path, {column: [] for column in LOG_COLUMNS}, LOG_SCHEMA)
     return cfg

@@ -23,6 +23,7 @@ from saeflow.trainer import TrainConfig, train_sae, unit_mean_squared_norm_scale
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("step", "tokens_seen", "loss", "mse", "aux_loss", "fvu", "l0", "dead_fraction", "threshold")
+LOG_SCHEMA = pa.schema([(c, pa.int64() if c in ("step", "tokens_seen") else pa.float64()) for c in LOG_COLUMNS])
 _INIT_SAMPLE_ROWS = 16384
 
 
@@ -93,8 +94,6 @@ def train_sae_job(name: str, settings: dict, hook: str, hook_spec, chunk_paths: 
         "seed": cfg.seed, "train_tokens": cfg.total_tokens, "input_scale": scale,
         "exclude_special_tokens": settings["exclude_special_tokens"],
     })
-    storage.write_parquet(outputs.training_log, {c: [row[c] for row in log_rows] for c in LOG_COLUMNS},
-                          pa.schema([(c, pa.int64() if c in ("step", "tokens_seen") else pa.float64())
-                                     for c in LOG_COLUMNS]))
+    storage.write_parquet(outputs.training_log, {c: [row[c] for row in log_rows] for c in LOG_COLUMNS}, LOG_SCHEMA)
     shutil.rmtree(outputs.checkpoint, ignore_errors=True)
     log.info("%s: trained; θ = %.4g (raw units)", name, float(sae.threshold[0]))
