@@ -57,6 +57,7 @@ from saeflow import storage
 from saeflow.decoder_tables import coactivation_table, cosine_table, influence_table
 from saeflow.feature_shard import AnalysisParams, analyse_shard, load_corpus_index, shard_range
 from saeflow.feature_store import transpose_store
+from saeflow.splits import assign_splits
 from saeflow.storage import read_sparse_chunk
 from saeflow.units import UnitCriteria, filter_chunk, select_units, thresholds_table, write_unit_map
 
@@ -136,10 +137,14 @@ def write_corpus(store: Store, n_tokens, seed=1) -> dict:
     vocab_cdf = np.cumsum(1 / np.arange(1, VOCAB + 1))
     token_id = rng.permutation(VOCAB).astype(np.int32)[
         np.searchsorted(vocab_cdf, rng.random(n_tokens) * vocab_cdf[-1], side="right").clip(max=VOCAB - 1)]
+    pos = (np.arange(n_tokens) % SEQ_LEN).astype(np.int32)
+    special = pos == 0  # a BOS per sequence
+    start = np.where(special, -1, 4 * pos).astype(np.int32)  # character spans: only their order matters here
     storage.write_parquet(store.tokens, {
-        "seq": token_seq, "pos": (np.arange(n_tokens) % SEQ_LEN).astype(np.int32), "doc": token_doc,
-        "token_id": token_id,
-    }, pa.schema([("seq", pa.int32()), ("pos", pa.int32()), ("doc", pa.int32()), ("token_id", pa.int32())]))
+        "seq": token_seq, "pos": pos, "doc": token_doc, "token_id": token_id, "special": special,
+        "start": start, "end": np.where(special, -1, start + 3).astype(np.int32),
+    }, pa.schema([("seq", pa.int32()), ("pos", pa.int32()), ("doc", pa.int32()), ("token_id", pa.int32()),
+                  ("special", pa.bool_()), ("start", pa.int32()), ("end", pa.int32())]))
 
     pairs = np.unique(token_doc.astype(np.int64) * VOCAB + token_id)
     df = np.bincount(pairs % VOCAB, minlength=VOCAB)
@@ -151,11 +156,13 @@ def write_corpus(store: Store, n_tokens, seed=1) -> dict:
     names = [f"concept{i:02d}" for i in range(N_LABELS)]
     labels = [sorted(rng.choice(names, rng.integers(1, 4), replace=False).tolist())
               if rng.random() < LABELLED_DOCS else [] for _ in range(n_docs)]
+    calibration = assign_splits([tuple(doc_labels) for doc_labels in labels], 0.5, seed)
     storage.write_parquet(store.documents, {
         "doc": np.arange(n_docs, dtype=np.int32), "source": [f"synthetic:{d}" for d in range(n_docs)],
         "n_tokens": np.bincount(token_doc, minlength=n_docs).astype(np.int32), "labels": labels,
+        "split": np.where(calibration, "calibration", "test"),
     }, pa.schema([("doc", pa.int32()), ("source", pa.string()), ("n_tokens", pa.int32()),
-                  ("labels", pa.list_(pa.string()))]))
+                  ("labels", pa.list_(pa.string())), ("split", pa.string())]))
     return {"seqs": n_seqs, "docs": n_docs, "labelled": sum(bool(x) for x in labels)}
 
 
@@ -206,7 +213,7 @@ def job_coactivation(store: Store, n_features, shard):
 
 def job_units(store: Store, n_features):
     """unit_map, then filter_units on every chunk, then thresholds: the units stage's jobs in a row."""
-    stats = pa.concat_tables([pq.read_table(store.piece("feature_stats", s)) for s in range(N_SHARDS)])
+    stats = pa.concat_tables([pq.read_table(store.piece("calibration_stats", s)) for s in range(N_SHARDS)])
     columns = {name: stats.column(name).to_numpy(zero_copy_only=False) for name in
                ("feature", "n_active", "density", "max", "mean", "sum")}
     criteria = UnitCriteria()

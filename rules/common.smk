@@ -89,8 +89,13 @@ SAE_WIDTH = {
 # the real tokens over them), so a dry run shows every per-chunk job.
 CORPUS_FILES = _checked(lambda: corpus.resolve_sources(config["corpus"]["source"]))
 CORPUS_HAS_LABELS = _checked(
-    lambda: corpus_plan.has_labels(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["labels_field"])
+    lambda: corpus_plan.has_field(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["labels_field"])
 )
+CORPUS_HAS_SPANS = _checked(
+    lambda: corpus_plan.has_field(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["spans_field"])
+)
+# Concept detection (and the dense baseline) needs document labels or labelled spans.
+CONCEPT_DETECTION = CORPUS_HAS_LABELS or CORPUS_HAS_SPANS
 N_CHUNKS = _checked(
     lambda: chunk_count.planned_chunk_count(
         corpus_plan.estimated_bytes(CORPUS_FILES, config["corpus"]["format"], config["corpus"]["max_documents"]),
@@ -207,7 +212,8 @@ def sae_targets(sae):
         PATHS["unit_map"],
         PATHS["thresholds"],
         *expand(PATHS["filtered"], chunk=CHUNK_IDS, allow_missing=True),
-        *([PATHS["detection"], PATHS["label_alignment"]] if CORPUS_HAS_LABELS else []),
+        *([PATHS["detection"], PATHS["concepts"]] if CONCEPT_DETECTION else []),
+        *([PATHS["label_alignment"]] if CORPUS_HAS_LABELS else []),
         *([PATHS["ablation"], PATHS["ablation_logits"]] if has_ablation(sae) else []),
         *expand(PATHS["steering"], experiment=[e["name"] for e in steering_of(sae)], allow_missing=True),
         *autointerp_targets(),
@@ -265,12 +271,13 @@ def dashboard_inputs(wildcards):
         "sae_cfg": PATHS["sae_cfg"],
         "eval": PATHS["eval"],
         "training_log": PATHS["training_log"],
-        **{table: path("analysis_table", table=table) for table in ACTIVATION_TABLES},
+        # calibration_stats feeds the pruning only: the page shows the stats over all tokens.
+        **{table: path("analysis_table", table=table) for table in ACTIVATION_TABLES if table != "calibration_stats"},
         "neighbours": PATHS["neighbours"],
         "analysis_params": PATHS["analysis_params"],
         "unit_map": PATHS["unit_map"],
         "thresholds": PATHS["thresholds"],
-        **({"detection": PATHS["detection"]} if CORPUS_HAS_LABELS else {}),
+        **({"detection": PATHS["detection"], "concepts": PATHS["concepts"]} if CONCEPT_DETECTION else {}),
     }
     inputs = {"documents": PATHS["documents"], "tokens": PATHS["tokens"]}
     inputs.update({key: expand(pattern, sae=saes) for key, pattern in per_sae.items()})

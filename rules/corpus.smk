@@ -1,4 +1,5 @@
-# Model (a GGUF file -> results/model/) and corpus -> tokens, documents and token IDF (results/corpus/).
+# Model (a GGUF file -> results/model/) and corpus -> tokens, documents and token IDF (results/corpus/);
+# then each document's split (calibration / test).
 
 if MODEL.is_gguf:
 
@@ -50,12 +51,13 @@ rule corpus:
         tokenizer=TOKENIZER_DIR,
     output:
         tokens=PATHS["tokens"],
-        documents=PATHS["documents"],
+        documents=PATHS["unsplit_documents"],
         idf=PATHS["idf"],
     params:
         format=config["corpus"]["format"],
         text_field=config["corpus"]["text_field"],
         labels_field=config["corpus"]["labels_field"] if CORPUS_HAS_LABELS else None,
+        spans_field=config["corpus"]["spans_field"] if CORPUS_HAS_SPANS else None,
         max_documents=config["corpus"]["max_documents"],
         max_tokens=config["corpus"]["max_tokens"],
         context_len=config["model"]["context_len"],
@@ -72,3 +74,27 @@ rule corpus:
         "../envs/model.yaml"
     script:
         "../scripts/corpus.py"
+
+
+# Its own job, so a new split fraction or seed reruns what the split feeds (thresholds, pruning,
+# detection), not the tokenisation and everything after it.
+rule split_documents:
+    input:
+        documents=PATHS["unsplit_documents"],
+    output:
+        documents=PATHS["documents"],
+    params:
+        calibration_fraction=config["concepts"]["calibration_fraction"],
+        seed=config["concepts"]["seed"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        log_path("split_documents"),
+    benchmark:
+        benchmark_path("split_documents")
+    conda:
+        "../envs/tables.yaml"
+    script:
+        "../scripts/split_documents.py"

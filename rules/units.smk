@@ -1,9 +1,10 @@
 # Feature stats -> kept units -> filtered store, kept units' thresholds, and concept detection.
 
 
+# Pruned on the calibration split's statistics, like the thresholds (README "Concepts").
 rule unit_map:
     input:
-        stats=path("analysis_table", table="feature_stats"),
+        stats=path("analysis_table", table="calibration_stats"),
     output:
         unit_map=PATHS["unit_map"],
     params:

@@ -2,7 +2,9 @@
 
 Sources: the built-in corpus (the topic texts of Python's own documentation, shipped with every
 CPython as `pydoc_data.topics`), plain-text files (one document per file), JSONL (one document
-per line) and Parquet (one document per row) with a named text field and optional labels field.
+per line) and Parquet (one document per row) with a named text field, an optional labels field
+(concept labels of the whole document) and an optional spans field (labelled character spans,
+each `[start, end, label]` with 0 ≤ start < end ≤ the text's length in characters).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Document:
     source: str
     text: str
     labels: list[str] | None = None
+    spans: list[dict] | None = None  # {"start", "end", "label"} each
 
 
 def resolve_sources(source: str | Sequence[str]) -> list[str]:
@@ -85,6 +88,28 @@ def _labels(value, where: str, labels_field: str) -> list[str] | None:
     return list(value)
 
 
+def _spans(value, where: str, spans_field: str, text: str) -> list[dict] | None:
+    if value is None:
+        return None
+    fix = "fix the data or set corpus.spans_field to the right column"
+    if isinstance(value, (str, dict)):
+        raise SaeflowError(f"{where}: field {spans_field!r} must be a list of [start, end, label]; {fix}")
+    spans = []
+    for span in value:
+        if isinstance(span, dict):  # a Parquet struct column reads as dicts
+            span = [span.get("start"), span.get("end"), span.get("label")]
+        if (isinstance(span, (str, dict)) or len(span) != 3 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                                       for v in span[:2]) or not isinstance(span[2], str)):
+            raise SaeflowError(f"{where}: field {spans_field!r} has {span!r}, not [start, end, label] "
+                               f"(two integers and a string); {fix}")
+        start, end, label = span
+        if not 0 <= start < end <= len(text):
+            raise SaeflowError(f"{where}: span {span!r} of field {spans_field!r} is not within the text "
+                               f"(0 <= start < end <= {len(text)} characters); {fix}")
+        spans.append({"start": start, "end": end, "label": label})
+    return spans
+
+
 def _text(value, where: str, text_field: str) -> str:
     if not isinstance(value, str):
         raise SaeflowError(
@@ -94,7 +119,8 @@ def _text(value, where: str, text_field: str) -> str:
     return value
 
 
-def _jsonl_documents(path: str, text_field: str, labels_field: str | None) -> Iterator[Document]:
+def _jsonl_documents(path: str, text_field: str, labels_field: str | None,
+                     spans_field: str | None) -> Iterator[Document]:
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
@@ -111,10 +137,13 @@ def _jsonl_documents(path: str, text_field: str, labels_field: str | None) -> It
             if not isinstance(record, dict):
                 raise SaeflowError(f"{where}: expected a JSON object per line")
             labels = _labels(record.get(labels_field), where, labels_field) if labels_field else None
-            yield Document(where, _text(record.get(text_field), where, text_field), labels)
+            text = _text(record.get(text_field), where, text_field)
+            spans = _spans(record.get(spans_field), where, spans_field, text) if spans_field else None
+            yield Document(where, text, labels, spans)
 
 
-def _parquet_documents(path: str, text_field: str, labels_field: str | None) -> Iterator[Document]:
+def _parquet_documents(path: str, text_field: str, labels_field: str | None,
+                       spans_field: str | None) -> Iterator[Document]:
     import pyarrow.parquet as pq  # here, not at the top: the workflow imports this module while it plans
 
     try:
@@ -126,18 +155,21 @@ def _parquet_documents(path: str, text_field: str, labels_field: str | None) -> 
         raise SaeflowError(
             f"{path}: no column {text_field!r} (columns: {names}); set corpus.text_field"
         )
-    columns = [text_field] + ([labels_field] if labels_field in names else [])
+    optional = [field for field in (labels_field, spans_field) if field and field in names]
     row = 0
-    for batch in parquet.iter_batches(batch_size=_PARQUET_ROWS_PER_READ, columns=columns):
+    for batch in parquet.iter_batches(batch_size=_PARQUET_ROWS_PER_READ, columns=[text_field, *optional]):
         texts = batch.column(text_field).to_pylist()
-        labels = batch.column(labels_field).to_pylist() if labels_field in names else [None] * len(texts)
-        for text, doc_labels in zip(texts, labels):
+        labels, spans = ([None] * len(texts) if field not in optional else batch.column(field).to_pylist()
+                         for field in (labels_field, spans_field))
+        for text, doc_labels, doc_spans in zip(texts, labels, spans):
             where = f"{path}:{row}"
             row += 1
+            text = _text(text, where, text_field)
             yield Document(
                 where,
-                _text(text, where, text_field),
+                text,
                 _labels(doc_labels, where, labels_field) if labels_field else None,
+                _spans(doc_spans, where, spans_field, text) if spans_field else None,
             )
 
 
@@ -146,6 +178,7 @@ def iter_documents(
     fmt: str = "auto",
     text_field: str = "text",
     labels_field: str | None = None,
+    spans_field: str | None = None,
 ) -> Iterator[Document]:
     """Yield documents in corpus order: files in the given (sorted) order, lines/rows in file order."""
     if not paths:
@@ -156,7 +189,7 @@ def iter_documents(
         if kind == "text":
             yield Document(path, _read_text(path))
         elif kind == "jsonl":
-            yield from _jsonl_documents(path, text_field, labels_field)
+            yield from _jsonl_documents(path, text_field, labels_field, spans_field)
         else:
-            yield from _parquet_documents(path, text_field, labels_field)
+            yield from _parquet_documents(path, text_field, labels_field, spans_field)
 

@@ -1,5 +1,5 @@
 """What the workflow learns about the corpus while it plans, before anything is tokenised: its
-size in bytes (which fixes the number of chunks) and whether it has a labels field (which
+size in bytes (which fixes the number of chunks) and whether it has a labels or spans field (which
 decides whether concept detection is planned). Reads file sizes and, at most, scans JSONL lines
 or Parquet footers; pyarrow is imported only for a Parquet corpus, since planning runs this."""
 
@@ -46,10 +46,11 @@ def _row_count(path: str, kind: str) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) + 1
 
 
-def has_labels(paths: list[str], fmt: str, labels_field: str | None) -> bool:
-    """Whether the corpus has a labels field (a Parquet column, or a key of some JSONL record):
-    decided while the workflow plans, so concept detection is planned only where it applies."""
-    if not labels_field:
+def has_field(paths: list[str], fmt: str, field: str | None) -> bool:
+    """Whether the corpus has this field, e.g. its labels or spans (a Parquet column, or a key of
+    some JSONL record): decided while the workflow plans, so concept detection is planned only
+    where it applies."""
+    if not field:
         return False
     for path in paths:
         kind = format_of(path, fmt)
@@ -57,11 +58,11 @@ def has_labels(paths: list[str], fmt: str, labels_field: str | None) -> bool:
             import pyarrow.parquet as pq
 
             try:
-                if labels_field in pq.read_schema(path).names:
+                if field in pq.read_schema(path).names:
                     return True
             except Exception as err:
                 raise SaeflowError(f"{path}: not a readable Parquet file ({err})") from None
-        elif kind == "jsonl" and _jsonl_has_key(path, labels_field):
+        elif kind == "jsonl" and _jsonl_has_key(path, field):
             return True
     return False
 

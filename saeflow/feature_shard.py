@@ -1,7 +1,8 @@
 """Every activation analysis of one shard of features, read from the feature-major store.
 
 A shard job reads its features' entries from `by_feature.zarr` and writes one Parquet piece per
-table (stats, histograms, top and quantile examples, percentiles, TF-IDF labels, detection);
+table (stats, histograms, top and quantile examples, TF-IDF labels over all tokens; stats and
+percentiles over the calibration split's content tokens; detection on both splits);
 the gather jobs concatenate the pieces. All computation is vectorised over the shard's features
 (see saeflow.analysis); nothing here loops over features or tokens.
 """
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from saeflow import storage
+from saeflow.concept_items import ConceptCorpus, ScoredItems, load_concept_corpus
 from saeflow.analysis.contexts import activations_at, context_windows
-from saeflow.analysis.detection import detection_scores, doc_maxima
+from saeflow.analysis.detection import detection_scores, item_maxima
 from saeflow.analysis.entries import Entries, csc_entries
 from saeflow.analysis.histograms import histogram_counts, histogram_edges
 from saeflow.analysis.labels import label_tokens
@@ -31,7 +32,8 @@ from saeflow.analysis.top_examples import sequence_maxima, top_sequences
 log = logging.getLogger(__name__)
 
 LABEL_TOKENS = 3
-DETECTION_SCHEMA = pa.schema([("unit", pa.int64()), ("label", pa.string()), ("precision", pa.float64()),
+DETECTION_SCHEMA = pa.schema([("unit", pa.int64()), ("label", pa.string()), ("level", pa.string()),
+                              ("split", pa.string()), ("threshold", pa.float64()), ("precision", pa.float64()),
                               ("recall", pa.float64()), ("f1", pa.float64()), ("auroc", pa.float64())])
 
 
@@ -69,7 +71,7 @@ class CorpusIndex:
     vocab_id: np.ndarray  # sorted token ids (corpus/idf.parquet)
     vocab_token: np.ndarray  # their strings
     vocab_idf: np.ndarray
-    doc_labels: list | None  # per document its labels, or None when the corpus has none
+    concepts: ConceptCorpus  # splits, labels and spans
 
     def token_strings(self, token_id: np.ndarray) -> np.ndarray:
         return self.vocab_token[np.searchsorted(self.vocab_id, token_id)]
@@ -79,10 +81,8 @@ def load_corpus_index(tokens_path, idf_path, documents_path) -> CorpusIndex:
     tokens = storage.read_parquet_columns(tokens_path, ["seq", "doc", "token_id"])
     idf = storage.read_parquet_columns(idf_path, ["token_id", "token", "idf"])
     order = np.argsort(idf["token_id"])
-    documents = pq.read_table(documents_path)
-    labels = documents.column("labels").to_pylist() if "labels" in documents.column_names else None
     return CorpusIndex(tokens["seq"], tokens["doc"], tokens["token_id"], idf["token_id"][order],
-                       idf["token"][order], idf["idf"][order], labels)
+                       idf["token"][order], idf["idf"][order], load_concept_corpus(tokens_path, documents_path))
 
 
 def shard_range(n_features: int, n_shards: int, shard: int) -> range:
@@ -176,20 +176,37 @@ def joined_labels(strings: np.ndarray, offsets: np.ndarray) -> pa.Array:
     return pc.binary_join(_lists(shown, offsets, pa.string()), ", ")
 
 
-def detection_table(entries: Entries, corpus: CorpusIndex, thresholds: np.ndarray) -> pa.Table:
-    """Precision/recall/F1/AUROC of each feature's document max against each document label."""
-    names = sorted({label for labels in corpus.doc_labels for label in labels})
-    member_doc = np.repeat(np.arange(len(corpus.doc_labels)), [len(labels) for labels in corpus.doc_labels])
-    member_label = np.searchsorted(names, [label for labels in corpus.doc_labels for label in labels])
+def detection_table(entries: Entries, scored: list[ScoredItems], thresholds: np.ndarray) -> pa.Table:
+    """Precision/recall/F1/AUROC of each feature against each label, per level and split."""
     # Detection indexes units from 0: use the shard's local ids, and shift back on output.
-    maxima = doc_maxima(dataclasses.replace(entries, feature=entries.local, first_feature=0), corpus.token_doc)
-    scores = detection_scores(maxima, thresholds, member_doc, member_label, len(corpus.doc_labels), len(names))
-    return pa.table({
-        "unit": pa.array(scores.unit + entries.first_feature, pa.int64()),
-        "label": pa.array(np.asarray(names, dtype=object)[scores.label] if names else [], pa.string()),
-        "precision": _nullable(scores.precision), "recall": _nullable(scores.recall),
-        "f1": _nullable(scores.f1), "auroc": _nullable(scores.auroc),
-    }, schema=DETECTION_SCHEMA)
+    local = dataclasses.replace(entries, feature=entries.local, first_feature=0)
+    parts = []
+    for items in scored:
+        maxima = item_maxima(local, items.item_of_token)
+        scores = detection_scores(maxima, thresholds, items.member_item, items.member_label, items.n_items,
+                                  len(items.names))
+        n_rows = scores.unit.size
+        parts.append(pa.table({
+            "unit": pa.array(scores.unit + entries.first_feature, pa.int64()),
+            "label": pa.array(np.asarray(items.names, dtype=object)[scores.label] if n_rows else [], pa.string()),
+            "level": pa.array([items.level] * n_rows, pa.string()),
+            "split": pa.array([items.split] * n_rows, pa.string()),
+            "threshold": _nullable(thresholds[scores.unit]),
+            "precision": _nullable(scores.precision), "recall": _nullable(scores.recall),
+            "f1": _nullable(scores.f1), "auroc": _nullable(scores.auroc),
+        }, schema=DETECTION_SCHEMA))
+    if not parts:  # no labels nor spans: the workflow then builds no detection table
+        return DETECTION_SCHEMA.empty_table()
+    return pa.concat_tables(parts).sort_by([("unit", "ascending"), ("label", "ascending"), ("level", "ascending"),
+                                            ("split", "ascending")])
+
+
+def calibration_entries(entries: Entries, corpus: CorpusIndex) -> tuple[Entries, int]:
+    """The entries on content tokens of calibration documents, and how many such tokens there are."""
+    calibration = corpus.concepts.calibration_tokens()
+    keep = calibration[entries.token]
+    return (dataclasses.replace(entries, token=entries.token[keep], feature=entries.feature[keep],
+                                value=entries.value[keep]), int(calibration.sum()))
 
 
 def analyse_shard(by_feature_path, features: range, corpus: CorpusIndex, params: AnalysisParams) -> dict[str, pa.Table]:
@@ -207,12 +224,14 @@ def analyse_shard(by_feature_path, features: range, corpus: CorpusIndex, params:
     tables["quantile_examples"], _, _ = example_table(entries, corpus, bands, params.context,
                                                       {"band": pa.array(bands.band, pa.int32())})
 
+    # Pruning and thresholds are fitted on calibration documents; detection is then scored on both splits.
+    calibration, n_calibration = calibration_entries(entries, corpus)
+    _, tables["calibration_stats"] = stats_table(calibration, n_calibration)
     qs = params.all_percentiles
-    values = percentiles(entries, qs)
+    values = percentiles(calibration, qs)
     tables["percentiles"] = pa.table({"feature": pa.array(stats.feature, pa.int64()),
                                       **{percentile_column(q): _nullable(values[:, i]) for i, q in enumerate(qs)}})
-    # Without document labels the piece is empty (the workflow then builds no detection table).
-    tables["detection"] = (DETECTION_SCHEMA.empty_table() if corpus.doc_labels is None else
-                           detection_table(entries, corpus, values[:, qs.index(params.detection_percentile)]))
+    tables["detection"] = detection_table(entries, corpus.concepts.scored_items(),
+                                          values[:, qs.index(params.detection_percentile)])
     log.info("features %d..%d: %d entries over %d tokens", features.start, features.stop - 1, len(entries.token), n_tokens)
     return tables

@@ -12,6 +12,7 @@ PATHS = {
     "tokenizer": "results/tokenizer",
     "unembedding": "results/unembedding.safetensors",
     "tokens": "results/corpus/tokens.parquet",
+    "unsplit_documents": "results/corpus/documents.unsplit.parquet",
     "documents": "results/corpus/documents.parquet",
     "idf": "results/corpus/idf.parquet",
     "plan": "results/activations/chunks.json",
@@ -22,6 +23,7 @@ PATHS = {
     "doc_vector_table": "results/activations/{hook}/doc_vectors.parquet",
     "label_vectors": "results/activations/{hook}/label_vectors.safetensors",
     "label_vector_table": "results/activations/{hook}/label_vectors.parquet",
+    "dense_detection": "results/activations/{hook}/dense_detection.parquet",
     "sae_weights": "results/saes/{sae}/sae_weights.safetensors",
     "sae_cfg": "results/saes/{sae}/cfg.json",
     "training_log": "results/saes/{sae}/training_log.parquet",
@@ -35,6 +37,7 @@ PATHS = {
     "analysis_params": "results/saes/{sae}/analysis/params.json",
     "neighbours": "results/saes/{sae}/analysis/neighbours.parquet",
     "detection": "results/saes/{sae}/analysis/detection.parquet",
+    "concepts": "results/saes/{sae}/analysis/concepts.parquet",
     "unit_map": "results/saes/{sae}/units/unit_map.json",
     "filtered": "results/saes/{sae}/units/filtered/{chunk}.zarr",
     "thresholds": "results/saes/{sae}/units/thresholds.parquet",
@@ -48,13 +51,13 @@ PATHS = {
 }
 
 # Pieces each activation feature-shard job writes (one per table it contributes to).
-ACTIVATION_PIECES = ["feature_stats", "histograms", "top_examples", "quantile_examples", "labels", "percentiles",
-                     "detection"]
+ACTIVATION_PIECES = ["feature_stats", "calibration_stats", "histograms", "top_examples", "quantile_examples", "labels",
+                     "percentiles", "detection"]
 # Pieces of the decoder-only shard jobs: influences (hidden_states hooks only) and neighbours.
 INFLUENCE_PIECE = "influences"
 NEIGHBOUR_PIECES = ["neighbours_cosine", "neighbours_coactivation"]
 # Tables gathered from activation pieces by concatenation, each analysis/<table>.parquet.
-ACTIVATION_TABLES = ["feature_stats", "histograms", "top_examples", "quantile_examples", "labels"]
+ACTIVATION_TABLES = ["feature_stats", "calibration_stats", "histograms", "top_examples", "quantile_examples", "labels"]
 
 
 def path(key: str, **wildcards) -> str:

@@ -1,7 +1,8 @@
 """Cut documents into model-sized sequences and write the corpus tables.
 
-Writes `tokens.parquet` (one row per token) and `documents.parquet` (one row per document, with
-the text its tokens' spans index), both streamed, and `idf.parquet`.
+Writes `tokens.parquet` (one row per token) and the documents table (one row per document, with
+the text its tokens' spans index; the split job adds each document's split to make
+`documents.parquet`), both streamed, and `idf.parquet`.
 A document's content tokens are split into consecutive windows of `context_len - s` tokens (s =
 special tokens the tokenizer adds to one input), each wrapped in those special tokens: nothing
 is truncated and no sequence spans two documents.
@@ -38,13 +39,16 @@ TOKENS_SCHEMA = pa.schema(
         ("end", pa.int32()),
     ]
 )
-# documents.parquet with every column; `labels` is dropped where no document has labels.
+SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("label", pa.string())])
+# The corpus job's documents table with every column; `labels` and `spans` are dropped where no
+# document has them.
 DOCUMENTS_SCHEMA = pa.schema(
     [
         ("doc", pa.int32()),
         ("source", pa.string()),
         ("n_tokens", pa.int32()),
         ("labels", pa.list_(pa.string())),
+        ("spans", pa.list_(SPAN)),
         ("text", pa.string()),
     ]
 )
@@ -74,9 +78,9 @@ class _TokenBuffer:
 
 
 class _DocumentWriter:
-    """documents.parquet, streamed. Whether it gets a `labels` column is known only once every
-    document is read (some corpora label only some documents), so rows first go to a scratch
-    file beside it, then are copied into place, one batch at a time, with the right columns."""
+    """The documents table, streamed. Whether it gets `labels` and `spans` columns is known only
+    once every document is read (some corpora label only some documents), so rows first go to a
+    scratch file beside it, then are copied into place, one batch at a time, with the right columns."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -86,12 +90,13 @@ class _DocumentWriter:
         self._scratch = pq.ParquetWriter(self._scratch_path, DOCUMENTS_SCHEMA)
         self._rows: dict[str, list] = {name: [] for name in DOCUMENTS_SCHEMA.names}
         self.n_rows = 0
-        self.labelled = False
+        self.present = {"labels": False, "spans": False}
 
-    def add(self, source: str, n_tokens: int, labels: list[str] | None, text: str) -> None:
-        # A document without labels in a labelled corpus gets [].
-        self.labelled |= labels is not None
-        for name, value in zip(DOCUMENTS_SCHEMA.names, (self.n_rows, source, n_tokens, labels or [], text)):
+    def add(self, source: str, n_tokens: int, labels: list[str] | None, spans: list[dict] | None, text: str) -> None:
+        # A document without labels (spans) in a labelled (spanned) corpus gets [].
+        self.present["labels"] |= labels is not None
+        self.present["spans"] |= spans is not None
+        for name, value in zip(DOCUMENTS_SCHEMA.names, (self.n_rows, source, n_tokens, labels or [], spans or [], text)):
             self._rows[name].append(value)
         self.n_rows += 1
 
@@ -104,8 +109,9 @@ class _DocumentWriter:
         self.flush()
         self._scratch.close()
         schema = DOCUMENTS_SCHEMA
-        if not self.labelled:
-            schema = schema.remove(schema.get_field_index("labels"))
+        for name, present in self.present.items():
+            if not present:
+                schema = schema.remove(schema.get_field_index(name))
         with pq.ParquetFile(self._scratch_path) as scratch, storage.ParquetStream(self.path, schema) as out:
             for group in range(scratch.num_row_groups):
                 rows = scratch.read_row_group(group, columns=schema.names)
@@ -222,7 +228,7 @@ def tokenize_corpus(
                 n_seqs += 1
             document_frequency[np.unique(np.concatenate([prefix, ids, suffix]))] += 1
             n_tokens += doc_tokens
-            doc_rows.add(document.source, doc_tokens, document.labels, document.text)
+            doc_rows.add(document.source, doc_tokens, document.labels, document.spans, document.text)
             if buffer.n_rows >= _FLUSH_TOKENS:
                 tokens_out.write(buffer.drain())
                 doc_rows.flush()

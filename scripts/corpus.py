@@ -7,7 +7,8 @@ p = snakemake.params
 
 def main():
     tokenizer = model.load_tokenizer(snakemake.input.tokenizer)
-    documents = corpus.iter_documents(list(snakemake.input.files), p.format, p.text_field, p.labels_field)
+    documents = corpus.iter_documents(list(snakemake.input.files), p.format, p.text_field, p.labels_field,
+                                         p.spans_field)
     with jobs.progress(None, "documents", "doc") as bar:
         sequences.tokenize_corpus(
             documents, tokenizer, p.context_len,

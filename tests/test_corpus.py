@@ -69,3 +69,33 @@ def test_jsonl_missing_text_field_names_line_and_key(tmp_path):
     path.write_text(json.dumps({"content": "x"}) + "\n")
     with pytest.raises(SaeflowError, match=r"c\.jsonl:1: no string field 'text'.*corpus\.text_field"):
         list(iter_documents([str(path)]))
+
+
+def test_spans_are_read_from_jsonl_and_parquet_and_checked_against_the_text(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"text": "a fox ran", "spans": [[2, 5, "animal"], [0, 9, "all"]]}) + "\n"
+                    + json.dumps({"text": "none"}) + "\n")
+    docs = list(iter_documents([str(path)], "auto", "text", None, "spans"))
+    assert docs[0].spans == [{"start": 2, "end": 5, "label": "animal"}, {"start": 0, "end": 9, "label": "all"}]
+    assert docs[1].spans is None and docs[0].labels is None
+    struct = pa.list_(pa.struct([("start", pa.int32()), ("end", pa.int32()), ("label", pa.string())]))
+    pq.write_table(pa.table({"text": ["é fox"], "marks": pa.array([[{"start": 2, "end": 5, "label": "a"}]], struct)}),
+                   tmp_path / "t.parquet")
+    (doc,) = iter_documents([str(tmp_path / "t.parquet")], "auto", "text", None, "marks")
+    assert doc.spans == [{"start": 2, "end": 5, "label": "a"}] and doc.text[2:5] == "fox"
+
+
+@pytest.mark.parametrize("spans, message", [
+    ("fox", "must be a list of \\[start, end, label\\]"),
+    ([[0, 3]], "not \\[start, end, label\\]"),
+    ([[0, 3, 7]], "not \\[start, end, label\\]"),
+    ([[0.5, 3, "a"]], "not \\[start, end, label\\]"),
+    ([[3, 3, "a"]], "not within the text"),
+    ([[2, 10, "a"]], "not within the text"),
+    ([[-1, 2, "a"]], "not within the text"),
+])
+def test_bad_spans_name_the_line_and_the_key(tmp_path, spans, message):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"text": "a fox ran"}) + "\n" + json.dumps({"text": "a fox", "spans": spans}) + "\n")
+    with pytest.raises(SaeflowError, match=f"{path}:2: .*{message}.*corpus.spans_field"):
+        list(iter_documents([str(path)], "auto", "text", None, "spans"))

@@ -45,7 +45,7 @@ def build_corpus(tmp_path, labels=LABELS, dtype="float16"):
 
     columns = {"doc": list(range(len(LAYOUT))), "source": [f"d{i}" for i in range(len(LAYOUT))],
                "n_tokens": [0] * len(LAYOUT), "labels": labels, "text": ["x"] * len(LAYOUT)}
-    schema = DOCUMENTS_SCHEMA
+    schema = DOCUMENTS_SCHEMA.remove(DOCUMENTS_SCHEMA.get_field_index("spans"))
     if labels is None:
         schema = schema.remove(schema.get_field_index("labels"))
         del columns["labels"]

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from saeflow.concept_items import ConceptCorpus
 from saeflow.decoder_tables import coactivation_table, cosine_table, influence_table
 from saeflow.feature_shard import AnalysisParams, CorpusIndex, analyse_shard, joined_labels, shard_range
 from saeflow.feature_store import transpose_store
@@ -14,6 +15,10 @@ from saeflow.storage import CsrChunkWriter
 SEQ_LENGTHS = [12, 1, 9, 8, 10, 7]
 SEQ_DOC = [0, 1, 2, 2, 3, 3]
 DOC_LABELS = [["x"], [], ["x", "y"], ["y"]]
+DOC_CALIBRATION = np.array([True, False, True, False])
+# Character spans: content token i of a document covers characters [3i, 3i + 2).
+DOC_SPANS = [[{"start": 6, "end": 7, "label": "t"}], [], [{"start": 0, "end": 5, "label": "s"}],
+             [{"start": 4, "end": 10, "label": "s"}, {"start": 0, "end": 2, "label": "t"}]]
 N_FEATURES, K = 10, 3
 PARAMS = AnalysisParams(top_k=2, context=2, bins=4, percentiles=(50, 99.5), detection_percentile=50,
                         quantile_bands=3, per_band=2, seed=7)
@@ -35,9 +40,14 @@ def problem(tmp_path_factory):
     vocab_id = np.arange(8)
     doc_of_token = np.asarray(SEQ_DOC)[token_seq]
     df = np.array([len(set(doc_of_token[token_id == v])) for v in vocab_id])
+    special = np.concatenate([[True] + [False] * (n - 1) for n in SEQ_LENGTHS])  # a BOS per sequence
+    within_doc = np.concatenate([np.cumsum(~special[doc_of_token == d]) - 1 for d in range(len(DOC_LABELS))])
+    start = np.where(special, -1, 3 * within_doc)
+    concepts = ConceptCorpus(doc_of_token, ~special, start, np.where(special, -1, start + 2), DOC_CALIBRATION,
+                             DOC_LABELS, DOC_SPANS)
     corpus = CorpusIndex(token_seq, doc_of_token, token_id, vocab_id[df > 0],
                          np.array([f"<t{v}>" for v in vocab_id[df > 0]], dtype=object),
-                         np.log(len(DOC_LABELS) / df[df > 0]), DOC_LABELS)
+                         np.log(len(DOC_LABELS) / df[df > 0]), concepts)
     chunks, bounds = [], [0, 13, 22, n_tokens]  # chunk boundaries on sequence boundaries
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         rows, columns = np.nonzero(dense[a:b])  # row-major: each token's ids ascending
@@ -126,15 +136,11 @@ def test_quantile_examples_come_from_their_band(problem, tables):
                 expected_examples(problem, feature, [r["seq"] for r in rows])
 
 
-def test_percentiles_labels_and_detection(problem, tables):
-    dense, corpus = problem[0], problem[1]
+def test_percentiles_and_labels(problem, tables):
+    corpus = problem[1]
     idf = dict(zip(corpus.vocab_id.tolist(), corpus.vocab_idf.tolist()))
     labels = {r["feature"]: r for r in tables["labels"]}
     for row in tables["percentiles"]:
-        values = dense[:, row["feature"]][dense[:, row["feature"]] > 0]
-        expected = np.percentile(values, [50, 99.5]).tolist() if len(values) else [None, None]
-        assert [row["p50"], row["p99_5"]] == pytest.approx(expected) if len(values) else [row["p50"], row["p99_5"]] == expected
-
         top = [r for r in tables["top_examples"] if r["feature"] == row["feature"]]
         context = [int(t[2:-1]) for r in top for t in r["tokens"]]
         if not context:
@@ -146,19 +152,73 @@ def test_percentiles_labels_and_detection(problem, tables):
         assert labels[row["feature"]]["tokens"] == [f"<t{v}>" for v in best]
         assert labels[row["feature"]]["label"] == ", ".join(f"<t{v}>" for v in best)
 
-    doc = np.asarray(SEQ_DOC)[corpus.token_seq]
+
+
+def calibration_values(problem, feature):
+    """The feature's nonzero values on content tokens of calibration documents."""
+    dense, corpus = problem[0], problem[1]
+    concepts = corpus.concepts
+    column = dense[concepts.content & DOC_CALIBRATION[concepts.token_doc], feature]
+    return column[column > 0]
+
+
+def test_calibration_stats_and_thresholds_come_from_calibration_content_tokens(problem, tables):
+    concepts = problem[1].concepts
+    n_calibration = (concepts.content & DOC_CALIBRATION[concepts.token_doc]).sum()
+    assert 0 < n_calibration < len(problem[0])
+    for stats, row in zip(tables["calibration_stats"], tables["percentiles"]):
+        values = calibration_values(problem, row["feature"])
+        assert stats["n_active"] == len(values) and stats["density"] == len(values) / n_calibration
+        expected = np.percentile(values, [50, 99.5]).tolist() if len(values) else [None, None]
+        assert [row["p50"], row["p99_5"]] == (pytest.approx(expected) if len(values) else expected)
+    every = [r["n_active"] for r in tables["feature_stats"]]
+    assert sum(r["n_active"] for r in tables["calibration_stats"]) < sum(every)
+
+
+def scored_items(problem, level, split):
+    """Per item the token indices it covers, and per label the items that carry it."""
+    concepts = problem[1].concepts
+    docs = [d for d in range(len(DOC_LABELS)) if DOC_CALIBRATION[d] == (split == "calibration")]
+    items, labels = [], {}
+    for d in docs:
+        tokens = [t for t in np.flatnonzero(concepts.token_doc == d) if concepts.content[t]]
+        if level == "document" and tokens:
+            for name in DOC_LABELS[d]:
+                labels.setdefault(name, set()).add(len(items))
+            items.append(tokens)
+        for t in tokens if level == "token" else []:
+            for span in DOC_SPANS[d]:
+                if concepts.token_start[t] < span["end"] and concepts.token_end[t] > span["start"]:
+                    labels.setdefault(span["label"], set()).add(len(items))
+            items.append([t])
+    return items, labels
+
+
+def test_detection_on_both_levels_and_splits(problem, tables):
+    dense = problem[0]
+    thresholds = {r["feature"]: r["p50"] for r in tables["percentiles"]}
+    names = {"document": ["x", "y"], "token": ["s", "t"]}
     for row in tables["detection"]:
         feature, label = row["unit"], row["label"]
-        values = dense[:, feature][dense[:, feature] > 0]
-        doc_max = np.array([dense[doc == d, feature].max() for d in range(4)])
-        positive = np.array([label in labels_ for labels_ in DOC_LABELS])
-        detected = doc_max >= np.percentile(values, 50) if len(values) else np.zeros(4, bool)
+        items, labels = scored_items(problem, row["level"], row["split"])
+        score = np.array([dense[tokens, feature].max() for tokens in items])
+        positive = np.isin(np.arange(len(items)), list(labels.get(label, ())))
+        threshold = thresholds[feature]
+        assert row["threshold"] == threshold
+        detected = score >= threshold if threshold is not None else np.zeros(len(items), bool)
         precision = (detected & positive).sum() / detected.sum() if detected.any() else None
         assert row["precision"] == (pytest.approx(precision) if precision is not None else None)
-        assert row["recall"] == pytest.approx((detected & positive).sum() / positive.sum())
-        pairs = [(p > n) + 0.5 * (p == n) for p in doc_max[positive] for n in doc_max[~positive]]
-        assert row["auroc"] == pytest.approx(np.mean(pairs))
-    assert {r["label"] for r in tables["detection"]} == {"x", "y"} and len(tables["detection"]) == 2 * N_FEATURES
+        recall = (detected & positive).sum() / positive.sum() if positive.any() else None
+        assert row["recall"] == (pytest.approx(recall) if recall is not None else None)
+        pairs = [(p > n) + 0.5 * (p == n) for p in score[positive] for n in score[~positive]]
+        assert row["auroc"] == (pytest.approx(np.mean(pairs)) if pairs else None)
+    cells = {(r["label"], r["level"], r["split"]) for r in tables["detection"]}
+    assert cells == {(name, level, split) for level in names for name in names[level]
+                     for split in ("calibration", "test")}
+    assert len(tables["detection"]) == len(cells) * N_FEATURES
+    # No test document with content tokens is labelled "x" (doc 1 is a BOS only): no recall nor AUROC there.
+    assert {(r["recall"], r["auroc"]) for r in tables["detection"] if (r["label"], r["split"]) == ("x", "test")} \
+        == {(None, None)}
 
 
 def test_decoder_tables(problem):

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from saeflow.config import hook_specs, sae_hook
-from saeflow.corpus_plan import estimated_bytes, has_labels
+from saeflow.corpus_plan import estimated_bytes, has_field
 from saeflow.errors import SaeflowError
 from saeflow.hook_plan import hook_widths
 from saeflow.model_source import resolve_model_source
@@ -60,8 +60,8 @@ def test_labels_are_found_in_a_parquet_schema_or_any_jsonl_record(tmp_path):
     late.write_text('{"text": "a"}\n{"text": "b", "labels": ["x"]}\n')
     table = tmp_path / "t.parquet"
     pq.write_table(pa.table({"text": ["a"], "topics": [["x"]]}), table)
-    assert not has_labels([str(plain)], "auto", "labels")
-    assert has_labels([str(plain), str(late)], "auto", "labels")
-    assert not has_labels([str(late)], "auto", None)
-    assert has_labels([str(table)], "auto", "topics") and not has_labels([str(table)], "auto", "labels")
-    assert not has_labels([], "auto", "labels")  # the built-in corpus has none
+    assert not has_field([str(plain)], "auto", "labels")
+    assert has_field([str(plain), str(late)], "auto", "labels")
+    assert not has_field([str(late)], "auto", None)
+    assert has_field([str(table)], "auto", "topics") and not has_field([str(table)], "auto", "labels")
+    assert not has_field([], "auto", "labels")  # the built-in corpus has none

@@ -144,13 +144,17 @@ def test_limits_take_whole_documents(tmp_path, tiny_lm):
     assert [d["source"] for d in documents] == ["doc0", "doc2"]
 
 
-def test_labels_column_only_when_the_corpus_has_labels(tmp_path, tiny_lm):
+def test_labels_and_spans_columns_only_when_the_corpus_has_them(tmp_path, tiny_lm):
     tokenizer = load_tokenizer(tiny_lm)
     docs = [Document("a", "alpha beta", ["x", "y"]), Document("b", "gamma", None)]
     paths = [tmp_path / n for n in ("t.parquet", "d.parquet", "i.parquet")]
     tokenize_corpus(docs, tokenizer, 16, *paths)
     assert pq.read_table(paths[1]).column("labels").to_pylist() == [["x", "y"], []]
     assert pq.read_table(paths[1]).column_names == ["doc", "source", "n_tokens", "labels", "text"]
+    span = {"start": 6, "end": 10, "label": "b"}
+    tokenize_corpus([Document("a", "alpha beta", None, [span]), Document("b", "gamma")], tokenizer, 16, *paths)
+    assert pq.read_table(paths[1]).column("spans").to_pylist() == [[span], []]
+    assert pq.read_table(paths[1]).column_names == ["doc", "source", "n_tokens", "spans", "text"]
 
 
 def test_empty_corpus_fails_and_leaves_nothing(tmp_path, tiny_lm, caplog):

@@ -8,40 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 import zarr
 
-from dashboard.chromium import launch, needs_chromium
+from dashboard.chromium import Watched, launch, needs_chromium
 from dashboard.decode import assert_shown_acts
-from dashboard.test_browser import SHOWN_EXAMPLES, Watched
+from dashboard.test_browser import SHOWN_EXAMPLES
 from saeflow.storage import read_safetensors
 from workflow_runner import DOCS, TRAINING, planned_jobs, run_snakemake, tiny_config, write_corpus
-
-LABELLED = [("The quick brown fox jumps over the lazy dog. " * 6, ["animal"]),
-            ("Sparse autoencoders find interpretable features in transformer activations.", ["ml"]),
-            ("Snakemake builds only what is missing or stale, chunk by chunk. " * 4, ["ml", "tools"]),
-            ("A <script>alert(2)</script> tag, an <img src=x onerror=alert(1)> and a lazy fox.", ["animal", "web"])]
-
-
-STEERING = [
-    {"name": "push", "sae": "tiny", "features": [3, 5], "alphas": [0.0, 4.0], "prompts": ["The lazy", "Sparse"],
-     "max_new_tokens": 5},
-    {"name": "towards-animal", "sae": "wide", "vector": "animal", "alphas": [1.0], "prompts": ["A <b>tag</b>"],
-     "max_new_tokens": 4},
-]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_lm, tmp_path_factory):
-    """The whole workflow on a labelled JSONL corpus (so concept detection runs too)."""
-    workdir = tmp_path_factory.mktemp("run")
-    corpus = workdir / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"text": t, "labels": l}) + "\n" for t, l in LABELLED))
-    config = tiny_config(tiny_lm, str(corpus))
-    config["analysis"] = {"top_k": 3, "context": 2, "feature_shards": 2, "neighbours": 3, "influence_k": 4}
-    config["ablation"] = {"max_features": 2, "examples": 2}
-    config["steering"] = STEERING
-    result = run_snakemake(workdir, config)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, config
-
 
 def test_run_builds_corpus_chunks_and_mean(finished_run):
     workdir, _ = finished_run
@@ -77,10 +48,10 @@ def test_a_fresh_dry_run_lists_every_job_of_the_run(tiny_lm, tmp_path):
     result = run_snakemake(tmp_path / "work", config, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     assert planned_jobs(result) == {
-        "corpus": 1, "plan_chunks": 1, "capture_activations": n_chunks, "hook_mean": 2, "train_sae": 2,
-        "evaluate_sae": 2, "gather_metrics": 1, "encode_features": 2 * n_chunks, "transpose_features": 2,
-        "unembedding": 1, "analyse_feature_shard": 8, "influence_shard": 8, "neighbour_shard": 8,
-        "gather_table": 2 * 6, "gather_neighbours": 2, "analysis_params": 2, "unit_map": 2,
+        "corpus": 1, "split_documents": 1, "plan_chunks": 1, "capture_activations": n_chunks, "hook_mean": 2,
+        "train_sae": 2, "evaluate_sae": 2, "gather_metrics": 1, "encode_features": 2 * n_chunks,
+        "transpose_features": 2, "unembedding": 1, "analyse_feature_shard": 8, "influence_shard": 8,
+        "neighbour_shard": 8, "gather_table": 2 * 7, "gather_neighbours": 2, "analysis_params": 2, "unit_map": 2,
         "filter_units": 2 * n_chunks, "thresholds": 2, "document_vectors": 2, "ablation": 2, "dashboard": 1,
         "all": 1,
     }
@@ -124,12 +95,20 @@ def test_changing_one_saes_k_plans_that_saes_chain_only(finished_run):
     assert result.returncode == 0, result.stderr[-2000:]
     assert planned_jobs(result) == {
         "train_sae": 1, "evaluate_sae": 1, "gather_metrics": 1, "encode_features": n_chunks, "transpose_features": 1,
-        "analyse_feature_shard": 2, "influence_shard": 2, "neighbour_shard": 2, "gather_table": 6,
+        "analyse_feature_shard": 2, "influence_shard": 2, "neighbour_shard": 2, "gather_table": 7,
         "gather_neighbours": 1, "analysis_params": 1, "unit_map": 1, "filter_units": n_chunks, "thresholds": 1,
-        "detection": 1, "label_alignment": 1, "ablation": 1, "steer": 1, "dashboard": 1, "all": 1,
+        "detection": 1, "concepts": 1, "label_alignment": 1, "ablation": 1, "steer": 1, "dashboard": 1, "all": 1,
     }
     outputs = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("output:")]
     assert outputs and not [line for line in outputs if "results/saes/wide/" in line]
+
+
+def test_a_new_split_reruns_what_the_split_feeds_and_nothing_before_it(finished_run):
+    workdir, config = finished_run
+    jobs = planned_jobs(run_snakemake(workdir, dict(config, concepts={"seed": 7}), "-n"))
+    assert jobs["split_documents"] == 1 and jobs["thresholds"] == jobs["concepts"] == jobs["dense_detection"] == 2
+    assert not {"corpus", "capture_activations", "train_sae", "evaluate_sae", "encode_features",
+                "transpose_features", "hook_mean"} & set(jobs)
 
 
 def test_a_new_sae_on_a_captured_hook_plans_no_capture(finished_run):
@@ -231,134 +210,17 @@ def test_analysis_and_unit_artifacts_cover_every_feature(finished_run):
     assert len(analysis["influences"]) == 64 * 2 * 4
     assert {r["kind"] for r in analysis["neighbours"]} == {"cosine", "coactivation"}
     unit_map = json.loads((sae / "units/unit_map.json").read_text())
-    assert unit_map["kept_units"] == sorted(live) and unit_map["n_original"] == 64
+    # Pruned on the calibration split's statistics: the units that fire there.
+    calibration = pq.read_table(sae / "analysis/calibration_stats.parquet").to_pylist()
+    assert unit_map["kept_units"] == [r["feature"] for r in calibration if r["n_active"]]
+    assert set(unit_map["kept_units"]) <= live and unit_map["n_original"] == 64
     assert [r["unit"] for r in pq.read_table(sae / "units/thresholds.parquet").to_pylist()] == unit_map["kept_units"]
-    assert {r["label"] for r in analysis["detection"]} == {"animal", "ml", "tools", "web"}
-    assert len(analysis["detection"]) == 4 * unit_map["n_filtered"]
+    labels = {level: {r["label"] for r in analysis["detection"] if r["level"] == level} for level in ("document", "token")}
+    assert labels == {"document": {"animal", "ml", "tools", "web"}, "token": {"<b>tag</b>", "animal", "tool"}}
+    assert len(analysis["detection"]) == (4 + 3) * 2 * unit_map["n_filtered"]
     assert len(list((sae / "units/filtered").glob("chunk-*.zarr"))) == len(list((sae / "features").glob("chunk-*.zarr")))
     params = json.loads((sae / "analysis/params.json").read_text())
     assert params["top_k"] == 3 and params["context"] == 2
-
-
-def test_the_runs_feature_tables_equal_a_dense_recomputation(finished_run):
-    """From the stored activations and the saved weights alone: the contract's threshold encoding
-    in float64 numpy, then the CSR store, held-out eval, stats, thresholds and top examples of
-    every feature, against the run's artifacts."""
-    workdir, _ = finished_run
-    results = workdir / "results"
-    sae = results / "saes/tiny"
-    weights = {name: w.astype(np.float64) for name, w in read_safetensors(sae / "sae_weights.safetensors").items()}
-    theta = weights["threshold"]
-    assert json.loads((sae / "cfg.json").read_text())["encoding"] == "threshold" and (theta > 0).all()
-    plan = json.loads((results / "activations/chunks.json").read_text())["chunks"]
-    x = np.concatenate([zarr.open_group(str(results / f"activations/layer-1/{c['id']}.zarr"), mode="r")["acts"][:]
-                        for c in plan]).astype(np.float64)
-    pre = (x - weights["b_dec"]) @ weights["W_enc"] + weights["b_enc"]
-    dense = np.where(pre > theta, pre, 0.0)
-    # Entries within float32 rounding of θ may fall either way: features holding one are skipped
-    # where counts must match exactly.
-    near_theta = (np.abs(pre - theta) < 1e-5 * np.abs(pre).max()).any(axis=0)
-    assert near_theta.sum() <= 2
-    tokens = pq.read_table(results / "corpus/tokens.parquet", columns=["seq", "special"])
-    seq, special = tokens["seq"].to_numpy(), tokens["special"].to_numpy()
-
-    # The CSR store: each token's nonzero (feature, value) pairs, sorted by feature.
-    for chunk in plan:
-        store = zarr.open_group(str(sae / f"features/{chunk['id']}.zarr"), mode="r")
-        assert store.attrs["format"] == "csr" and store.attrs["token_start"] == chunk["token_start"]
-        indptr, indices, values = store["indptr"][:], store["indices"][:], store["values"][:]
-        rows = slice(chunk["token_start"], chunk["token_start"] + chunk["n_tokens"])
-        stored = np.zeros((chunk["n_tokens"], dense.shape[1]))
-        stored[np.repeat(np.arange(chunk["n_tokens"]), np.diff(indptr)), indices] = values
-        assert indptr[0] == 0 and indptr[-1] == len(indices) and (values != 0).all()
-        np.testing.assert_allclose(stored[:, ~near_theta], dense[rows][:, ~near_theta], rtol=1e-4, atol=1e-5)
-
-    # Held-out eval: the last chunk without its special tokens, under the same encoding.
-    last = plan[-1]
-    held = np.arange(last["token_start"], last["token_start"] + last["n_tokens"])
-    held = held[~special[held]]
-    recon = dense[held] @ weights["W_dec"] + weights["b_dec"]
-    evaluation = json.loads((sae / "eval.json").read_text())
-    assert evaluation["holdout_tokens"] == len(held)
-    assert evaluation["fvu"] == pytest.approx(((x[held] - recon) ** 2).sum() / ((x[held] - x[held].mean(0)) ** 2).sum(),
-                                              rel=1e-3)
-    assert evaluation["l0"] == pytest.approx((dense[held] > 0).sum(axis=1).mean(), abs=0.01)
-
-    stats = pq.read_table(sae / "analysis/feature_stats.parquet").to_pylist()
-    thresholds = {r["unit"]: r for r in pq.read_table(sae / "units/thresholds.parquet").to_pylist()}
-    top = pq.read_table(sae / "analysis/top_examples.parquet").to_pylist()
-    for row in stats:
-        if near_theta[row["feature"]]:
-            continue
-        column = dense[:, row["feature"]]
-        active = column[column > 0]
-        assert row["n_active"] == active.size
-        assert row["sum"] == pytest.approx(active.sum(), rel=1e-4)
-        if not active.size:
-            continue
-        assert row["max"] == pytest.approx(active.max(), rel=1e-4)
-        assert thresholds[row["feature"]]["p50"] == pytest.approx(np.percentile(active, 50), rel=1e-4)
-        seq_max = np.zeros(seq.max() + 1)
-        np.maximum.at(seq_max, seq, column)
-        order = np.argsort(-seq_max, kind="stable")[: min(3, np.count_nonzero(seq_max))]
-        mine = sorted((r for r in top if r["feature"] == row["feature"]), key=lambda r: r["rank"])
-        assert [r["activation"] for r in mine] == pytest.approx(seq_max[order].tolist(), rel=1e-4)
-        if np.all(np.abs(np.diff(np.sort(seq_max)[::-1][:4])) > 1e-4):  # no near-ties to reorder
-            assert [r["seq"] for r in mine] == order.tolist()
-
-
-def dense_hook_rows(results, hook):
-    """All rows of a hook's chunks, as stored, widened to float64 (tiny corpus: fits)."""
-    chunks = sorted((results / "activations" / hook).glob("chunk-*.zarr"))
-    return np.concatenate([zarr.open_group(str(c), mode="r")["acts"][:].astype(np.float64) for c in chunks])
-
-
-def test_steering_ablation_and_vectors_of_the_run_equal_a_recomputation(finished_run):
-    workdir, _ = finished_run
-    results = workdir / "results"
-    tokens = pq.read_table(results / "corpus/tokens.parquet").to_pandas()
-    documents = pq.read_table(results / "corpus/documents.parquet").to_pylist()
-
-    # Document vectors: the mean of each document's content-token rows.
-    for hook in ("layer-1", "layer-2"):
-        rows = dense_hook_rows(results, hook)
-        stored = zarr.open_group(str(results / f"activations/{hook}/doc_vectors.zarr"), mode="r")["vectors"][:]
-        content = ~tokens.special.to_numpy()
-        expected = np.stack([rows[(tokens.doc.to_numpy() == d["doc"]) & content].mean(0) for d in documents])
-        np.testing.assert_allclose(stored, expected, rtol=1e-5, atol=1e-5)
-    # wide's label vector for "animal" (documents with it minus without), and its decoder cosines.
-    has = np.array(["animal" in d["labels"] for d in documents])
-    animal = expected[has].mean(0) - expected[~has].mean(0)
-    table = pq.read_table(results / "activations/layer-2/label_vectors.parquet").to_pylist()
-    row = next(r["row"] for r in table if r["label"] == "animal")
-    vectors = read_safetensors(results / "activations/layer-2/label_vectors.safetensors")["vectors"]
-    np.testing.assert_allclose(vectors[row], animal, rtol=1e-4, atol=1e-5)
-    W_dec = read_safetensors(results / "saes/wide/sae_weights.safetensors")["W_dec"].astype(np.float64)
-    alignment = pq.read_table(results / "saes/wide/analysis/label_alignment.parquet").to_pandas()
-    cosines = alignment[alignment.label == "animal"].sort_values("feature").cosine.to_numpy()
-    np.testing.assert_allclose(cosines, W_dec @ animal / np.linalg.norm(W_dec, axis=1) / np.linalg.norm(animal),
-                               rtol=1e-4, atol=1e-5)
-
-    # Steering: every (prompt, feature, alpha) of the config; alpha 0 adds nothing.
-    push = pq.read_table(results / "saes/tiny/steering/push.parquet").to_pylist()
-    assert [(r["prompt"], r["feature"], r["alpha"]) for r in push] == [
-        (p, f, a) for p in ("The lazy", "Sparse") for f in (3, 5) for a in (0.0, 4.0)]
-    assert all(r["steered"] == r["baseline"] and r["steered_ce"] == r["baseline_ce"] for r in push if r["alpha"] == 0)
-    (towards,) = pq.read_table(results / "saes/wide/steering/towards-animal.parquet").to_pylist()
-    assert towards["vector"] == "animal" and towards["feature"] is None and towards["prompt"] == "A <b>tag</b>"
-
-    # Ablation: the first two features with examples plus the steered 3 and 5, over the top
-    # examples' own windows.
-    effects = pq.read_table(results / "saes/tiny/analysis/ablation.parquet").to_pandas()
-    top = pq.read_table(results / "saes/tiny/analysis/top_examples.parquet").to_pandas()
-    with_examples = sorted(top.feature.unique())
-    assert sorted(effects.feature.unique()) == sorted(set(with_examples[:2]) | ({3, 5} & set(with_examples)))
-    for (feature, rank), window in effects.groupby(["feature", "rank"]):
-        example = top[(top.feature == feature) & (top["rank"] == rank)].iloc[0]
-        assert rank < 2 and window.token.tolist() == list(example.tokens)
-        np.testing.assert_allclose(window.activation.to_numpy(), example.acts, rtol=1e-3, atol=1e-3)
-    logits = pq.read_table(results / "saes/tiny/analysis/ablation_logits.parquet").to_pandas()
-    assert set(logits.feature) <= set(effects.feature) and set(logits.sign) == {"+", "-"}
 
 
 def test_saelens_loads_the_runs_sae(finished_run):

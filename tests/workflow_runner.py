@@ -63,3 +63,38 @@ def tiny_config(model_dir, source, layer=1, saes=None, **overrides):
         section, name = key.split("__")
         config[section][name] = value
     return config
+
+
+# The end-to-end tests' shared run (the `finished_run` fixture): a labelled JSONL corpus with
+# character spans, so concept detection runs too, and two steering experiments.
+LABELLED = [("The quick brown fox jumps over the lazy dog. " * 6, ["animal"]),
+            ("Sparse autoencoders find interpretable features in transformer activations.", ["ml"]),
+            ("Snakemake builds only what is missing or stale, chunk by chunk. " * 4, ["ml", "tools"]),
+            ("A <script>alert(2)</script> tag, an <img src=x onerror=alert(1)> and a lazy fox.", ["animal", "web"])]
+SPAN_WORDS = {"fox": "animal", "dog": "animal", "Snakemake": "tool", "chunk": "tool", "<script>": "<b>tag</b>"}
+
+
+def labelled_record(text, labels):
+    """A JSONL record with its labels and a span [start, end, label] at every SPAN_WORDS word."""
+    spans = sorted([m.start(), m.end(), label] for word, label in SPAN_WORDS.items()
+                   for m in re.finditer(re.escape(word), text))
+    return json.dumps({"text": text, "labels": labels, "spans": spans}) + "\n"
+
+
+STEERING = [
+    {"name": "push", "sae": "tiny", "features": [3, 5], "alphas": [0.0, 4.0], "prompts": ["The lazy", "Sparse"],
+     "max_new_tokens": 5},
+    {"name": "towards-animal", "sae": "wide", "vector": "animal", "alphas": [1.0], "prompts": ["A <b>tag</b>"],
+     "max_new_tokens": 4},
+]
+
+
+def finished_run_config(model_dir, workdir: Path) -> dict:
+    """Writes the labelled corpus into workdir; returns the run's config."""
+    corpus = workdir / "corpus.jsonl"
+    corpus.write_text("".join(labelled_record(text, labels) for text, labels in LABELLED))
+    config = tiny_config(model_dir, str(corpus))
+    config["analysis"] = {"top_k": 3, "context": 2, "feature_shards": 2, "neighbours": 3, "influence_k": 4}
+    config["ablation"] = {"max_features": 2, "examples": 2}
+    config["steering"] = STEERING
+    return config

@@ -1,7 +1,8 @@
-"""How well each unit's per-document max detects each document label.
+"""How well each unit's max over an item (a document, or a single token) detects each label.
 
-The scores stay sparse: a document where the unit never fires has max 0, which ties with every
-other such document, so only documents where it fires need individual ranks.
+The scores stay sparse: an item where the unit never fires has max 0, which ties with every
+other such item, so only items where it fires need individual ranks. (The fields say `doc`;
+for token-level detection each item is one token.)
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ class Detection:
     auroc: np.ndarray  # float64, null where the label is on all or no documents
 
 
-def doc_maxima(entries: Entries, token_doc: np.ndarray) -> DocMax:
-    """Per-(unit, doc) max of the entries; token_doc[t] is the doc of token t."""
-    doc = np.asarray(token_doc)[entries.token].astype(np.int64)
-    return _reduce(entries.feature, doc, entries.value)
+def item_maxima(entries: Entries, item_of_token: np.ndarray) -> DocMax:
+    """Per-(unit, item) max of the entries; item_of_token[t] is the item of token t, or −1 where
+    token t is not scored."""
+    item = np.asarray(item_of_token)[entries.token].astype(np.int64)
+    scored = item >= 0
+    return _reduce(entries.feature[scored], item[scored], entries.value[scored])
 
 
 def detection_scores(

@@ -1,7 +1,7 @@
 """The dashboard's inputs: the run (model name, corpus tables) and each SAE's artifacts, by the
 dashboard rule's input names. Every input given must exist; an SAE's optional artifact that is not
-given (concept detection without document labels, steering, ablation, LLM labels) is simply not
-shown."""
+given (concept detection and concepts without labels, steering, ablation, LLM labels) is simply
+not shown."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from saeflow.errors import SaeflowError
 SAE_JSON = ("sae_cfg", "eval", "unit_map", "analysis_params")
 SAE_TABLES = ("feature_stats", "histograms", "top_examples", "quantile_examples", "influences", "neighbours",
               "labels", "detection", "training_log", "thresholds", "ablation", "ablation_logits", "llm_labels",
-              "label_alignment")
+              "label_alignment", "concepts")
 SAE_TABLE_LISTS = ("steering",)
 REQUIRED = ("sae_cfg", "feature_stats")  # what an SAE's page cannot do without
 CORPUS = ("tokens", "documents")

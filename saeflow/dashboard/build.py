@@ -11,7 +11,9 @@ base64 blobs it decodes only when needed:
   logits): opening a feature decodes one chunk, not the whole SAE, which keeps the first feature
   fast however wide the SAE is;
 - per SAE with steering experiments, one small blob of all their rows (see steering_rows.py), decoded
-  by a feature page of that SAE and by the experiments view; the manifest lists the experiments.
+  by a feature page of that SAE and by the experiments view; the manifest lists the experiments;
+- likewise per SAE with a concept ranking, one small blob of it (see concept_rows.py), for the
+  concepts view and the feature page; the manifest summarises it.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import numpy as np
 import pyarrow as pa
 from markupsafe import Markup
 
+from saeflow.concept_items import LEVELS
 from saeflow.dashboard import blob, feature_columns
 from saeflow.dashboard.artifacts import Run, SaeArtifacts, has_column, parquet_rows
+from saeflow.dashboard.concept_rows import concepts_blob
 from saeflow.dashboard.examples import (ExampleCorpus, Placement, Windows, ablation_tables, example_tables,
                                         pack_example_corpus, peak_tokens, read_windows)
 from saeflow.dashboard.overview import density_histogram, eval_metrics, training_curves
@@ -41,7 +45,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 # Concatenated in this order into the page's one script.
 SCRIPTS = ("data.js", "plots.js", "tokens.js", "browser.js", "feature.js", "steering.js", "experiments.js",
-           "overview.js", "app.js")
+           "concepts.js", "overview.js", "app.js")
 CHUNK_FEATURES = 1024
 
 
@@ -115,6 +119,10 @@ def _pack_sae(art: SaeArtifacts, cfg: dict, examples: dict[str, Windows], where:
     if files := art.tables("steering"):
         payload, experiments = steering_blob(files, n)
         steering = {"blob": blobs.add(payload, {}), "experiments": experiments}
+    concepts = None
+    if (table := art.table("concepts")) is not None:
+        payload, arrays, summary = concepts_blob(table, n, str(art.path("concepts")))
+        concepts = {"blob": blobs.add(payload, arrays), **summary}
     return {
         "name": art.name,
         "hook": cfg["hook"],
@@ -128,6 +136,7 @@ def _pack_sae(art: SaeArtifacts, cfg: dict, examples: dict[str, Windows], where:
         "chunks": [blobs.add({"first": lo}, _slice(chunked, lo, min(n, lo + chunk_features)))
                    for lo in range(0, n, chunk_features)],
         "steering": steering,
+        "concepts": concepts,
     }
 
 
@@ -171,7 +180,7 @@ def _features(art: SaeArtifacts, n: int, strings: Strings) -> tuple[dict, dict, 
     stats = art.table("feature_stats")
     index = feature_columns.stats_arrays(stats, n, str(art.path("feature_stats")))
     payload: dict = {"thresholds": [], "labels": None, "llm_labels": None, "llm_models": [], "detection_labels": None,
-                     "alignment_labels": None}
+                     "detection_levels": None, "alignment_labels": None}
     chunked: list[ByFeature] = []
     if (unit_map := art.json("unit_map")) is not None:
         units, payload["thresholds"] = feature_columns.unit_arrays(
@@ -192,6 +201,7 @@ def _features(art: SaeArtifacts, n: int, strings: Strings) -> tuple[dict, dict, 
         chunked.append(feature_columns.neighbour_columns(table, n, str(art.path("neighbours"))))
     if (table := art.table("detection")) is not None:
         det, payload["detection_labels"] = feature_columns.detection_columns(table, n, str(art.path("detection")))
+        payload["detection_levels"] = list(LEVELS)
         chunked.append(det)
     if (table := art.table("label_alignment")) is not None:
         aligned, payload["alignment_labels"] = feature_columns.alignment_columns(

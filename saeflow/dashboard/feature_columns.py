@@ -11,11 +11,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from saeflow.analysis.groups import rank_in_runs, run_starts
+from saeflow.concept_items import LEVELS
 from saeflow.dashboard.blob import compact_floats, smallest_uint
-from saeflow.dashboard.tables import ByFeature, Strings, check_ids
-from saeflow.errors import SaeflowError
+from saeflow.dashboard.tables import ByFeature, Strings, check_ids, codes, require_columns
+from saeflow.feature_shard import DETECTION_SCHEMA
+from saeflow.splits import SPLITS
 
-# Detection has a row per (unit, label); the page shows the best few labels of each unit.
+# Detection has a row per (unit, label, level, split); the page shows each unit's best few on test.
 DETECTION_PER_UNIT = 10
 # Label alignment has a row per (feature, label); the page shows each feature's best by cosine.
 ALIGNMENT_PER_FEATURE = 5
@@ -131,24 +133,25 @@ def signed_token_columns(prefix: str, value: str, table: pa.Table, n_features: i
 
 def neighbour_columns(table: pa.Table, n_features: int, source: str) -> ByFeature:
     table = table.sort_by([("feature", "ascending"), ("kind", "ascending"), ("rank", "ascending")])
-    kind = pc.index_in(table["kind"], value_set=pa.array(NEIGHBOUR_KINDS))
-    if kind.null_count:
-        raise SaeflowError(f"{source}: kind must be one of {NEIGHBOUR_KINDS}")
     return ByFeature.from_sorted("nb", ints(table, "feature"), n_features, source, {
-        "nb.kind": kind.to_numpy().astype(np.uint8),
+        "nb.kind": codes(table, "kind", NEIGHBOUR_KINDS, source),
         "nb.other": smallest_uint(ints(table, "other")),
         "nb.score": compact_floats(floats(table, "score")),
     })
 
 
 def detection_columns(table: pa.Table, n_features: int, source: str) -> tuple[ByFeature, list[str]]:
-    """Each unit's DETECTION_PER_UNIT labels of highest F1 (undefined F1 last)."""
+    """Each unit's DETECTION_PER_UNIT (label, level) pairs of highest test F1 (undefined F1 last),
+    with their test scores: the split its threshold was not calibrated on. Levels are indices
+    into LEVELS."""
+    require_columns(table, tuple(DETECTION_SCHEMA.names), source)
+    table = table.filter(pc.equal(table["split"], SPLITS[1]))
     table = table.sort_by([("unit", "ascending"), ("f1", "descending")])
     keep = rank_in_runs(run_starts(ints(table, "unit"))) < DETECTION_PER_UNIT
     table = table.filter(pa.array(keep))
     encoded = table["label"].combine_chunks().dictionary_encode()
-    columns = {"det.label": smallest_uint(encoded.indices.to_numpy())}
-    for column in ("precision", "recall", "f1", "auroc"):
+    columns = {"det.label": smallest_uint(encoded.indices.to_numpy()), "det.level": codes(table, "level", LEVELS, source)}
+    for column in ("threshold", "precision", "recall", "f1", "auroc"):
         columns[f"det.{column}"] = compact_floats(floats(table, column))
     rows = ByFeature.from_sorted("det", ints(table, "unit"), n_features, source, columns)
     return rows, encoded.dictionary.to_pylist()

@@ -18,6 +18,19 @@ def check_ids(feature: np.ndarray, n_features: int, source: str) -> np.ndarray:
     return feature
 
 
+def require_columns(table: pa.Table, columns: tuple[str, ...], source: str) -> None:
+    if missing := [c for c in columns if c not in table.column_names]:
+        raise SaeflowError(f"{source}: lacks columns {missing}; rebuild it with the workflow")
+
+
+def codes(table: pa.Table, column: str, names: tuple[str, ...], source: str) -> np.ndarray:
+    """Each row's `column` as its index in `names`, the values the contract allows."""
+    at = pc.index_in(table[column], value_set=pa.array(names, table[column].type))
+    if at.null_count:
+        raise SaeflowError(f"{source}: {column} must be one of {names}")
+    return smallest_uint(at.to_numpy())
+
+
 @dataclass
 class ByFeature:
     """Rows grouped by feature (CSR): feature f's rows are ptr[f] .. ptr[f+1]-1 of every column.

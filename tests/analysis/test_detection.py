@@ -3,13 +3,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from saeflow.analysis.detection import detection_scores, doc_maxima
+from saeflow.analysis.detection import detection_scores, item_maxima
 from saeflow.errors import SaeflowError
 
 from .problems import make_problem
 
 
-def dense_doc_maxima(problem):
+def dense_item_maxima(problem):
     doc_max = np.zeros((problem.doc.max() + 1, problem.n_features), dtype=np.float32)
     np.maximum.at(doc_max, problem.doc, problem.dense)
     return doc_max
@@ -45,16 +45,16 @@ def test_scores_match_the_oracle(tied):
     doc, label = np.nonzero(member)
     doc, label = np.append(doc, doc[0]), np.append(label, label[0])  # a repeated pair counts once
 
-    doc_max = dense_doc_maxima(problem)
+    doc_max = dense_item_maxima(problem)
     thresholds = np.array([np.percentile(c[c > 0], 60) if (c > 0).any() else np.nan for c in problem.dense.T])
     thresholds[5] = 1e9  # detects nothing: precision undefined
 
-    got = detection_scores(doc_maxima(problem.entries(), problem.doc), thresholds, doc, label, n_docs, 4)
+    got = detection_scores(item_maxima(problem.entries(), problem.doc), thresholds, doc, label, n_docs, 4)
     # As a shard job scores its features: local unit ids from 0, shifted back afterwards.
     shards = []
     for a, b in ((0, 4), (4, 10)):
         shard = problem.shard(a, b)
-        maxima = doc_maxima(dataclasses.replace(shard, feature=shard.local, first_feature=0), problem.doc)
+        maxima = item_maxima(dataclasses.replace(shard, feature=shard.local, first_feature=0), problem.doc)
         part = detection_scores(maxima, thresholds[a:b], doc, label, n_docs, 4)
         shards.append(dataclasses.replace(part, unit=part.unit + a))
     expected = oracle(doc_max, thresholds, member)
@@ -65,12 +65,12 @@ def test_scores_match_the_oracle(tied):
     assert np.isnan(got.auroc[got.label >= 2]).all()
 
 
-def test_doc_maxima_match_the_oracle():
+def test_item_maxima_match_the_oracle():
     problem = make_problem(21, n_seqs=20)
-    doc_max = dense_doc_maxima(problem)
+    doc_max = dense_item_maxima(problem)
     doc, unit = np.nonzero(doc_max)
     order = np.lexsort((doc, unit))
-    got = doc_maxima(problem.entries(), problem.doc)
+    got = item_maxima(problem.entries(), problem.doc)
     np.testing.assert_array_equal(got.unit, unit[order])
     np.testing.assert_array_equal(got.doc, doc[order])
     np.testing.assert_array_equal(got.value, doc_max[doc, unit][order])
@@ -78,7 +78,7 @@ def test_doc_maxima_match_the_oracle():
 
 def test_bad_input_is_an_error():
     problem = make_problem(22)
-    maxima = doc_maxima(problem.entries(), problem.doc)
+    maxima = item_maxima(problem.entries(), problem.doc)
     n_docs = problem.doc.max() + 1
     with pytest.raises(SaeflowError):
         detection_scores(maxima, np.zeros(problem.n_features), [], [], n_docs, 1)

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from saeflow.analysis.detection import doc_maxima
+from saeflow.analysis.detection import item_maxima
 from saeflow.analysis.histograms import histogram_counts, histogram_edges
 from saeflow.analysis.stats import feature_stats
 from saeflow.analysis.top_examples import sequence_maxima, top_sequences
@@ -56,7 +56,7 @@ def test_split_results_equal_one_pass(split, top_k):
 
     top = top_sequences(sequence_maxima(whole, problem.seq), top_k)
     assert_same_rows([top_sequences(sequence_maxima(shard, problem.seq), top_k) for shard in shards], top)
-    assert_same_rows([doc_maxima(shard, problem.doc) for shard in shards], doc_maxima(whole, problem.doc))
+    assert_same_rows([item_maxima(shard, problem.doc) for shard in shards], item_maxima(whole, problem.doc))
 
     np.testing.assert_array_equal(problem.cooccurrences(range(4), bounds),
                                   problem.cooccurrences(range(4), [(0, problem.n_tokens)]))

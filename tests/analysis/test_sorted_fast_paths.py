@@ -8,7 +8,7 @@ import pytest
 from saeflow import decoder_tables
 from saeflow.analysis import percentiles
 from saeflow.analysis.contexts import activations_at
-from saeflow.analysis.detection import DocMax, detection_scores, doc_maxima
+from saeflow.analysis.detection import DocMax, detection_scores, item_maxima
 from saeflow.analysis.groups import is_sorted
 from saeflow.analysis.neighbours import coactivation_neighbours
 from saeflow.analysis.quantile_examples import sample_bands
@@ -39,7 +39,7 @@ def test_run_reductions_match_the_lexsort_path(seed, tied):
     assert is_sorted(shard.feature, np.asarray(problem.seq)[shard.token])
     mixed = shuffled(shard, seed)
     assert_same(sequence_maxima(shard, problem.seq), sequence_maxima(mixed, problem.seq))
-    assert_same(doc_maxima(shard, problem.doc), doc_maxima(mixed, problem.doc))
+    assert_same(item_maxima(shard, problem.doc), item_maxima(mixed, problem.doc))
 
 
 @pytest.mark.parametrize("seed, tied", [(9, True), (10, False)])
@@ -103,7 +103,7 @@ def test_coactivation_table_streamed_over_chunks_matches_the_oracle(monkeypatch,
 
 def test_detection_ranks_packed_or_lexsorted():
     problem = make_problem(11, n_features=12, n_seqs=40)
-    maxima = doc_maxima(problem.shard(0, 12), problem.doc)
+    maxima = item_maxima(problem.shard(0, 12), problem.doc)
     n_docs = int(problem.doc.max()) + 1
     member_doc = np.arange(n_docs).repeat(2)
     member_label = np.tile([0, 1], n_docs) + (member_doc % 3 == 0)

@@ -1,11 +1,14 @@
-"""A built dashboard over a small synthetic run of two SAEs (see synthetic.py), shared by the tests.
+"""A built dashboard over a small synthetic run of two SAEs (see synthetic.py), shared by the tests,
+and the browser tests' Chromium and watched page.
 
 SAE "a" has a dead feature, a feature found by a unique label, and one whose strongest example
 holds markup tokens that would run if the page ever inserted corpus text as HTML; steering
 experiments (features added, a feature clamped, a label vector; a steered text and a prompt of
 markup), the ablation of its first ABLATED features with top examples, LLM labels (one request
-failed) and label alignment. SAE "b" has labels without the labeler's scored tokens (the
-contract's minimum) and none of issue 11's tables.
+failed), label alignment, and a concept ranking (CONCEPTS_TOP_N per label, level, source and
+criterion; one corpus label is markup). SAE "b" has labels without the labeler's scored tokens
+(the contract's minimum), concept detection on the document level only, and none of issue 11's
+tables.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pytest
 from saeflow.dashboard import build_dashboard
 from saeflow.dashboard.artifacts import Run, SaeArtifacts
 
+from .chromium import Watched, launch
 from .synthetic import CorpusSpec, Experiment, SaeSpec, SyntheticCorpus, SyntheticSae, write_run
 
 XSS_IMG = "<img src=x onerror=alert(1)>"
@@ -28,6 +32,7 @@ NEEDLE_LABEL = "needle in a haystack"
 LLM_NEEDLE = "camel case identifiers"
 XSS_STEERED = " then <script>alert(4)</script><img src=y onerror=alert(5)> & done"
 XSS_PROMPT = "<b>bold</b> prompt"
+CONCEPTS_TOP_N = 3
 ABLATED = 6  # features 0, 1, 2, 4, 5, 6: the first with top examples (3 is dead)
 EXPERIMENTS = (
     Experiment("boost", features=(0, 1, XSS_FEATURE), texts={(0, 0, 4.0): XSS_STEERED}),
@@ -49,8 +54,10 @@ def build_run(root: Path, optional: bool = True) -> Built:
     a = SyntheticSae(SaeSpec("a", 48, layer=3, dead=(DEAD,), seed=1,
                              fixed_labels={NEEDLE: NEEDLE_LABEL, XSS_LABEL_FEATURE: XSS_LABEL},
                              steering=EXPERIMENTS, ablated=ABLATED, llm_labels=True,
-                             fixed_llm_labels={NEEDLE: LLM_NEEDLE}, label_alignment=True), corpus)
-    b = SyntheticSae(SaeSpec("b", 32, layer=5, causal_lm=False, scored_labels=False, seed=2), corpus)
+                             fixed_llm_labels={NEEDLE: LLM_NEEDLE}, label_alignment=True,
+                             concepts_top_n=CONCEPTS_TOP_N), corpus)
+    b = SyntheticSae(SaeSpec("b", 32, layer=5, causal_lm=False, scored_labels=False, seed=2,
+                             detection_levels=("document",)), corpus)
     # Put the markup tokens at the max of feature XSS_FEATURE's strongest example (content tokens,
     # not the special one at position 0).
     first = list(a.top["feature"]).index(XSS_FEATURE)
@@ -75,6 +82,20 @@ def built(tmp_path_factory) -> Built:
 def built_minimal(tmp_path_factory) -> Built:
     """One SAE given only cfg.json, feature_stats and top_examples."""
     return build_run(tmp_path_factory.mktemp("dashboard-minimal"), optional=False)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium, for the browser tests (needs_chromium)."""
+    with launch() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def page(browser, built):
+    watched = Watched(browser, built.html)
+    yield watched
+    watched.page.close()
 
 
 # A real WordPiece corpus: "Tokenization" is "token ##ization" to the tokenizer, "Tokenization" to people.

@@ -51,6 +51,23 @@ class Dashboard:
         return [{c: (texts[v[i]] if v[i] is not None and c in TEXT_COLUMNS else v[i]) for c, v in columns.items()}
                 for i in range(n)]
 
+    def concepts(self, name: str) -> list[dict] | None:
+        """The SAE's concept ranking as the table's rows in the blob's order (names looked up, sign
+        ±1, floats NaN where null), or None where it has none."""
+        entry = self.sae(name)["concepts"]
+        if entry is None:
+            return None
+        payload, arrays = self.blobs[entry["blob"]]
+        names = {"label": payload["labels"], "level": payload["levels"], "source": payload["sources"],
+                 "criterion": payload["criteria"]}
+        out = []
+        for i in range(arrays["rank"].size):
+            row = {c: names[c][arrays[c][i]] for c in names}
+            row.update(rank=int(arrays["rank"][i]), unit=int(arrays["unit"][i]), sign=-1 if arrays["negated"][i] else 1)
+            row.update({c: float(v[i]) for c, v in arrays.items() if v.dtype.kind == "f"})
+            out.append(row)
+        return out
+
     def examples(self, name: str, kind: str, f: int) -> list[dict]:
         """Feature f's examples of kind "top" or "q", in display order, like Sae.examples(): each
         token's piece of the text (the first token's from its own start) and whether it is special;

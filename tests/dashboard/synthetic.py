@@ -3,8 +3,9 @@
 A corpus of random Zipf-distributed tokens, each sequence opened by a special token, written
 into document texts with random gaps between tokens (none, spaces, line breaks) and their spans;
 and per SAE every file the dashboard reads: cfg, eval, training log, units and all analysis
-tables, and where the spec asks, steering experiments, ablation, LLM labels and label alignment
-(issue 11's tables). Examples are real windows of the corpus
+tables (concept detection on both splits, see synthetic_concepts.py), and where the spec asks,
+steering experiments, ablation, LLM labels and label alignment (issue 11's tables) and the
+concept ranking. Examples are real windows of the corpus
 (pos − context .. pos + context, clipped), their max at pos, so the packing's inference of
 window starts is exercised exactly as on pipeline output. Everything is vectorised: the
 benchmark builds 24,576 features × 45 examples with it.
@@ -23,6 +24,9 @@ import pyarrow.parquet as pq
 
 from saeflow.dashboard.artifacts import Run, SaeArtifacts
 
+from .synthetic_concepts import concepts_table, detection_table
+
+D_IN = 64  # the hook's width: the dense baseline's dimensions
 SEQ_STRIDE = 7919  # a prime: seq = (first + rank * stride) % n_seqs gives distinct sequences
 
 
@@ -71,6 +75,10 @@ class SaeSpec:
     llm_labels: bool = False  # every third feature with examples unlabelled, one failed request
     fixed_llm_labels: dict[int, str] = field(default_factory=dict)
     label_alignment: bool = False  # a row per (feature, corpus label)
+    # Concept detection on these levels; concepts.parquet with this many rows per (label, level,
+    # source, criterion), none where 0.
+    detection_levels: tuple[str, ...] = ("document", "token")
+    concepts_top_n: int = 0
 
 
 @dataclass
@@ -235,7 +243,7 @@ class SyntheticSae:
         (out / "analysis").mkdir(parents=True, exist_ok=True)
         (out / "units").mkdir(parents=True, exist_ok=True)
         (out / "cfg.json").write_text(json.dumps({
-            "name": spec.name, "d_in": 64, "d_sae": n, "k": spec.k, "architecture": "batchtopk",
+            "name": spec.name, "d_in": D_IN, "d_sae": n, "k": spec.k, "architecture": "batchtopk",
             "model": "synthetic/model", "hook": f"layer-{spec.layer}", "seed": spec.seed}))
         evaluation = {"holdout_tokens": 4096, "fvu": 0.12, "l0": float(spec.k), "dead_fraction": len(spec.dead) / n}
         if spec.causal_lm:
@@ -275,6 +283,11 @@ class SyntheticSae:
         if spec.label_alignment:
             self._write_label_alignment(out / "analysis")
             analysis.append("label_alignment")
+        if spec.concepts_top_n:
+            pq.write_table(concepts_table(self.rng, self.kept(), D_IN, list(self.corpus.spec.doc_labels),
+                                          spec.detection_levels, spec.concepts_top_n),
+                           out / "analysis" / "concepts.parquet")
+            analysis.append("concepts")
         steering = {}
         if spec.steering:
             (out / "steering").mkdir(exist_ok=True)
@@ -446,10 +459,12 @@ class SyntheticSae:
             columns["scores"] = pa.array(list(scores), pa.list_(pa.float64()))
         pq.write_table(pa.table(columns), out / "labels.parquet")
 
+    def kept(self) -> np.ndarray:
+        return np.flatnonzero(self.alive & (self.n_active / self.corpus.n_tokens <= self.spec.max_density))
+
     def _write_units(self, out: Path) -> None:
         spec, n = self.spec, self.spec.n_features
-        density = self.n_active / self.corpus.n_tokens
-        kept = np.flatnonzero(self.alive & (density <= spec.max_density))
+        kept = self.kept()
         (out / "units" / "unit_map.json").write_text(json.dumps({
             "kept_units": kept.tolist(), "n_original": n, "n_filtered": int(kept.size),
             "criteria": {"min_density": 0.0, "max_density": spec.max_density, "min_max_activation": 0.0}}))
@@ -458,15 +473,9 @@ class SyntheticSae:
             name = "p" + f"{q:g}".replace(".", "_")
             columns[name] = self.max[kept].astype(np.float64) * (0.2 + 0.7 * q / 100)
         pq.write_table(pa.table(columns), out / "units" / "thresholds.parquet")
-        labels = list(self.corpus.spec.doc_labels)
-        unit = np.repeat(kept, len(labels))
-        precision, recall = self.rng.uniform(0, 1, (2, unit.size))
-        auroc = self.rng.uniform(0.3, 1, unit.size)
-        pq.write_table(pa.table({
-            "unit": pa.array(unit, pa.int32()), "label": labels * kept.size, "precision": precision,
-            "recall": recall, "f1": 2 * precision * recall / (precision + recall),
-            "auroc": pa.array(np.where(np.arange(unit.size) % 7 == 3, np.nan, auroc), from_pandas=True)}),
-            out / "analysis" / "detection.parquet")
+        calibrated = self.max[kept] * 0.5
+        pq.write_table(detection_table(self.rng, kept, calibrated, list(self.corpus.spec.doc_labels),
+                                       spec.detection_levels), out / "analysis" / "detection.parquet")
 
 
 def write_run(root: Path, corpus: SyntheticCorpus, saes: list[SyntheticSae], model: str = "synthetic/model"):

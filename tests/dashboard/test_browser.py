@@ -15,9 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
-import pytest
 
-from .chromium import launch, needs_chromium
+from .chromium import Watched, assert_nothing_injected, needs_chromium
 from .decode import assert_shown_acts
 from .conftest import (DEAD, LLM_NEEDLE, NEEDLE, NEEDLE_LABEL, XSS_FEATURE, XSS_IMG, XSS_LABEL, XSS_LABEL_FEATURE,
                        XSS_PROMPT, XSS_SCRIPT, XSS_STEERED)
@@ -35,59 +34,6 @@ SHOWN_EXAMPLES = """sel => [...document.querySelectorAll(sel + ' .ex')].map(ex =
           acts: toks.map(t => Number(t.dataset.act)), max: toks.findIndex(t => t.classList.contains('max')),
           text: ex.querySelector('.strip').innerText};
 })"""
-
-
-class Watched:
-    """A page with everything it logs, requests and pops up recorded."""
-
-    def __init__(self, browser, html: Path):
-        self.html = html
-        self.page = browser.new_page(viewport={"width": 1440, "height": 900})
-        self.errors, self.requests, self.dialogs = [], [], []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-
-    def open(self, fragment: str = "") -> "Watched":
-        self.page.goto(self.html.as_uri() + fragment)
-        return self
-
-    def go(self, fragment: str) -> None:
-        self.page.evaluate("h => { location.hash = h; }", fragment)
-
-    def wait_title(self, title: str) -> None:
-        """Wait until the feature page shows `title` ("Feature <id>")."""
-        self.page.wait_for_function("t => document.querySelector('#feature h2')?.firstChild?.textContent === t",
-                                    arg=title)
-
-    def scroll_to_end(self) -> None:
-        self.page.locator("#list").evaluate("node => { node.scrollTop = node.scrollHeight; }")
-
-    def wait_last_row(self, feature: int) -> None:
-        self.page.wait_for_function("f => document.querySelector('#list .row:last-child .row-id').textContent === f",
-                                    arg=str(feature))
-
-    def list_ids(self) -> list[int]:
-        return [int(t) for t in self.page.locator("#list .row .row-id").all_text_contents()]
-
-    def check(self) -> None:
-        assert self.errors == []
-        assert self.dialogs == []
-        assert set(self.requests) == {self.html.as_uri()}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launch() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def page(browser, built):
-    watched = Watched(browser, built.html)
-    yield watched
-    watched.page.close()
 
 
 def test_overview_loads_offline(page, built):
@@ -273,6 +219,10 @@ def test_minimal_sae_renders(browser, built_minimal):
     page.go("#view=experiments")
     page.page.wait_for_selector("#experiments .empty")
     assert "No steering experiments in this run" in page.page.locator("#experiments").inner_text()
+    assert page.page.locator("#nav-concepts").is_hidden()  # no SAE has a concept ranking
+    page.go("#view=concepts")
+    page.page.wait_for_selector("#concepts .empty")
+    assert "No concept ranking in this run" in page.page.locator("#concepts").inner_text()
     page.check()
     page.page.close()
 
@@ -288,17 +238,6 @@ def js_fmt(v: float, digits: int = 3) -> str:
 
 def steering_rows(built) -> list[dict]:
     return [r for path in built.saes[0].path("steering") for r in pq.read_table(path).to_pylist()]
-
-
-INJECTED = """() => ({img: document.querySelectorAll('img').length, b: document.querySelectorAll('b').length,
-                    scripts: document.querySelectorAll('script').length,
-                    blobs: document.querySelectorAll('script[type="application/octet-stream"]').length})"""
-
-
-def assert_nothing_injected(page) -> None:
-    page.page.wait_for_timeout(200)  # time for any injected handler to fire
-    injected = page.page.evaluate(INJECTED)
-    assert injected["img"] == 0 and injected["b"] == 0 and injected["scripts"] == injected["blobs"] + 2
 
 
 def test_feature_page_shows_its_steering(page, built):

@@ -182,19 +182,6 @@ def test_chunk_tables_round_trip(built):
         assert (r["kind"], r["other"]) in found
 
 
-def test_detection_keeps_each_units_best_labels(built):
-    board = Dashboard(built.html)
-    payload, _ = board.index("a")
-    table = rows(built.saes[0].path("detection"))
-    for unit in {r["unit"] for r in table}:
-        expected = sorted((r for r in table if r["unit"] == unit), key=lambda r: -r["f1"])[:10]
-        _, arrays = board.chunk("a", unit)
-        at = board.rows("a", "det", unit)
-        assert [payload["detection_labels"][arrays["det.label"][i]] for i in at] == [r["label"] for r in expected]
-        auroc = np.array([np.nan if r["auroc"] is None else r["auroc"] for r in expected])
-        np.testing.assert_allclose(arrays["det.auroc"][at.start : at.stop].astype(float), auroc, rtol=1e-3)
-
-
 def test_label_tokens_round_trip(built):
     board = Dashboard(built.html)
     _, arrays = board.index("a")

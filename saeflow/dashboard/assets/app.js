@@ -1,22 +1,23 @@
 // Routing: the hash is the state. `#sae=<name>&feature=<id>` opens a feature, `#sae=<name>` a
-// SAE's list, `#view=experiments` every steering run, anything else the overview; back/forward
-// work because every view is a hash.
+// SAE's list, `#view=experiments` every steering run, `#view=concepts` every concept ranking,
+// anything else the overview; back/forward work because every view is a hash.
 
 const manifest = JSON.parse(document.getElementById("manifest").textContent);
 const views = {
   overview: document.getElementById("overview"),
   features: document.getElementById("features"),
   experiments: document.getElementById("experiments"),
+  concepts: document.getElementById("concepts"),
 };
+// The views of every SAE at once: title and renderer.
+const WHOLE_RUN = {experiments: ["Experiments", renderExperiments], concepts: ["Concepts", renderConcepts]};
 const browser = new Browser();
 const picker = document.getElementById("sae-select");
 let routeCount = 0;
 
 function show(view) {
   for (const [name, node] of Object.entries(views)) node.hidden = name !== view;
-  document.getElementById("nav-overview").classList.toggle("active", view === "overview");
-  document.getElementById("nav-features").classList.toggle("active", view === "features");
-  document.getElementById("nav-experiments").classList.toggle("active", view === "experiments");
+  for (const name of Object.keys(views)) document.getElementById(`nav-${name}`).classList.toggle("active", view === name);
   hideTip();
 }
 
@@ -27,12 +28,14 @@ function setLoading(on) {
 async function route() {
   const current = ++routeCount; // a later hash change wins over a slower earlier one
   const params = new URLSearchParams(location.hash.slice(1));
-  if (params.get("view") === "experiments") {
-    show("experiments");
-    document.title = "Experiments · saeflow";
+  const view = params.get("view");
+  if (Object.hasOwn(WHOLE_RUN, view)) {
+    const [title, render] = WHOLE_RUN[view];
+    show(view);
+    document.title = `${title} · saeflow`;
     setLoading(true);
     try {
-      await renderExperiments(views.experiments, manifest, () => current !== routeCount);
+      await render(views[view], manifest, () => current !== routeCount);
     } finally {
       if (current === routeCount) setLoading(false);
     }
@@ -67,9 +70,9 @@ async function showFeature(entry, raw, current) {
   }
   const f = /^\d+$/.test(raw) ? Number(raw) : NaN;
   if (f < sae.n) {
-    const [chunk, steering] = await Promise.all([sae.chunk(f), sae.steering()]);
+    const [chunk, steering, concepts] = await Promise.all([sae.chunk(f), sae.steering(), sae.concepts()]);
     if (current !== routeCount) return;
-    renderFeature(page, sae, chunk, f, steering);
+    renderFeature(page, sae, chunk, f, steering, concepts);
   } else {
     renderMissing(page, sae, raw);
   }
@@ -84,6 +87,7 @@ function start() {
   for (const s of manifest.saes) picker.appendChild(el("option", null, s.name)).value = s.name;
   picker.addEventListener("change", () => { location.hash = `#sae=${encodeURIComponent(picker.value)}`; });
   document.getElementById("nav-features").href = `#sae=${encodeURIComponent(manifest.saes[0].name)}`;
+  document.getElementById("nav-concepts").hidden = !manifest.saes.some(s => s.concepts);
   renderOverview(views.overview, manifest);
   watchTips();
   window.addEventListener("hashchange", route);

@@ -86,6 +86,13 @@ function loadBlob(id) {
   return blobCache.get(id);
 }
 
+// What a list shows for feature f of an SAE's decoded index: the LLM's label where it gave one,
+// else the TF-IDF label ("" where neither).
+function shownLabels(index) {
+  const llm = index.json.llm_labels, tfidf = index.json.labels;
+  return f => (llm && llm[f]) || (tfidf && tfidf[f]) || "";
+}
+
 // One SAE: its index blob (every feature's stats and labels) and the shared corpus blob, decoded
 // when the SAE is opened; the chunk holding a feature's details is decoded when it is shown.
 class Sae {
@@ -99,12 +106,11 @@ class Sae {
     this.wordpiece = corpus.json.wordpiece;
     this.labels = index.json.labels;
     this.llmLabels = index.json.llm_labels;
+    this.shownLabel = shownLabels(index);
   }
 
   label(f) { return this.labels ? this.labels[f] : ""; }
   llmLabel(f) { return this.llmLabels ? this.llmLabels[f] : ""; }
-  // What a list shows first: the LLM's label where it gave one, else the TF-IDF label.
-  shownLabel(f) { return this.llmLabel(f) || this.label(f); }
   isDead(f) { return this.index.arrays.n_active[f] === 0; }
   isKept(f) { return this.index.has("new_unit") ? this.index.arrays.new_unit[f] >= 0 : null; }
   isDense(f) { return this.index.arrays.density[f] >= DENSE_DENSITY; }
@@ -115,6 +121,8 @@ class Sae {
 
   // The SAE's steering rows (null where it has no experiment).
   steering() { return loadSteering(this.entry); }
+  // The SAE's concept ranking (null where it has none).
+  concepts() { return loadConcepts(this.entry); }
 
   // Strings of an index table of token ids ("peak", "tfidf"), with its scores where it has them.
   tokenList(prefix, f) {
@@ -175,6 +183,17 @@ class Sae {
   }
 }
 
+// Rows grouped by consecutive equal keys, in stored order: [[key, [rows]], ...].
+function runsBy(rows, key) {
+  const out = [];
+  for (const i of rows) {
+    const k = key(i);
+    if (out.length && out[out.length - 1][0] === k) out[out.length - 1][1].push(i);
+    else out.push([k, [i]]);
+  }
+  return out;
+}
+
 // One SAE's steering experiments (steering_rows.py): rows as columns, texts as ids into `texts`;
 // rows of a feature sorted by experiment, prompt and alpha.
 class Steering {
@@ -201,17 +220,6 @@ class Steering {
 
   rowsOf(f) { return this.byFeature.get(f) || []; }
 
-  // Rows grouped by consecutive equal keys, in stored order: [[key, [rows]], ...].
-  groups(rows, key) {
-    const out = [];
-    for (const i of rows) {
-      const k = key(i);
-      if (out.length && out[out.length - 1][0] === k) out[out.length - 1][1].push(i);
-      else out.push([k, [i]]);
-    }
-    return out;
-  }
-
   // A target's name: "feature 12" or "vector <label>", as a grouping key.
   target(i) {
     const f = this.columns.feature[i];
@@ -226,6 +234,46 @@ function loadSteering(entry) {
     steeringCache.set(entry.name, loadBlob(entry.steering.blob).then(unpacked => new Steering(entry, unpacked)));
   }
   return steeringCache.get(entry.name);
+}
+
+// One SAE's concept ranking (concept_rows.py): rows sorted by label, level, criterion, source
+// and rank; label, level, source and criterion as indices into the payload's lists.
+class Concepts {
+  constructor(unpacked) {
+    this.data = unpacked;
+    const J = unpacked.json;
+    this.names = {label: J.labels, level: J.levels, source: J.sources, criterion: J.criteria};
+    this.n = unpacked.arrays.rank.length;
+    this.bySaeUnit = new Map();
+    this.leaders = new Map(); // group and source -> its rank-1 row
+    for (let i = 0; i < this.n; i++) {
+      if (this.value("rank", i) === 1) this.leaders.set(`${this.group(i)}\u0000${this.name("source", i)}`, i);
+      if (this.name("source", i) !== "sae") continue;
+      const f = this.value("unit", i);
+      if (!this.bySaeUnit.has(f)) this.bySaeUnit.set(f, []);
+      this.bySaeUnit.get(f).push(i);
+    }
+  }
+
+  name(column, i) { return this.names[column][this.data.arrays[column][i]]; }
+  value(column, i) { return this.data.arrays[column][i]; }
+  score(column, i) { return this.data.float(column, i); }
+  // The score row i is ranked by, on a split ("calibration" or "test").
+  ranked(split, i) { return this.score(`${split}_${this.name("criterion", i)}`, i); }
+  // A (label, level, criterion) as a grouping key.
+  group(i) { return ["label", "level", "criterion"].map(c => this.value(c, i)).join(","); }
+  rowsOf(f) { return this.bySaeUnit.get(f) || []; }
+  // The rank-1 row of `source` in row i's group, or undefined.
+  leader(i, source) { return this.leaders.get(`${this.group(i)}\u0000${source}`); }
+}
+
+const conceptsCache = new Map();
+function loadConcepts(entry) {
+  if (!entry.concepts) return Promise.resolve(null);
+  if (!conceptsCache.has(entry.name)) {
+    conceptsCache.set(entry.name, loadBlob(entry.concepts.blob).then(unpacked => new Concepts(unpacked)));
+  }
+  return conceptsCache.get(entry.name);
 }
 
 // Density at which a feature counts as dense in the browser's filter.

@@ -37,7 +37,7 @@ function experimentCard(entry, st, e, rows, labels) {
     head.appendChild(el("th", null, h));
   }
   table.appendChild(head);
-  for (const [, run] of st.groups(rows, i => `${st.target(i)}\u0000${st.value("prompt_index", i)}`)) {
+  for (const [, run] of runsBy(rows, i => `${st.target(i)}\u0000${st.value("prompt_index", i)}`)) {
     const first = run[0], best = st.value("best_alpha", first);
     const at = run.find(i => st.value("alpha", i) === best);
     const tr = el("tr", "exp-run");
@@ -87,10 +87,9 @@ async function renderExperiments(container, manifest, stale) {
   for (const entry of saes) {
     const [st, index] = await Promise.all([loadSteering(entry), loadBlob(entry.index)]);
     if (stale()) return;
-    const llm = index.json.llm_labels, tfidf = index.json.labels;
-    const labels = f => (llm && llm[f]) || (tfidf && tfidf[f]) || "";
+    const labels = shownLabels(index);
     const all = Array.from({length: st.n}, (_, i) => i);
-    for (const [name, rows] of st.groups(all, i => st.text("experiment", i))) {
+    for (const [name, rows] of runsBy(all, i => st.text("experiment", i))) {
       cards.push(experimentCard(entry, st, st.experiments.find(e => e.name === name), rows, labels));
     }
   }

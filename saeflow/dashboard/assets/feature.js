@@ -1,5 +1,5 @@
 // The feature page: stats, activation histogram, examples (with their ablation), influences,
-// ablation logits, steering, neighbours, detection, label alignment.
+// ablation logits, steering, neighbours, detection, concepts, label alignment.
 
 function featureHash(name, f) {
   return `#sae=${encodeURIComponent(name)}&feature=${f}`;
@@ -169,20 +169,29 @@ function neighbourCards(sae, chunk, f) {
   });
 }
 
+// A corpus label with its level (document or token) marked below it.
+function labelLevel(label, level) {
+  const td = el("td", "label-level");
+  td.append(el("span", "concept-label", label), el("span", "muted small level", level));
+  return td;
+}
+
 function detectionCard(sae, chunk, f) {
-  const A = chunk.arrays, box = card("Concept detection");
+  const A = chunk.arrays, box = card("Concept detection", "detection");
   const [lo, hi] = chunk.rows("det", f);
   if (lo === hi) {
     box.appendChild(el("p", "muted", sae.isKept(f) === false ? "Pruned unit: not evaluated." : "No labels."));
     return box;
   }
+  box.appendChild(el("p", "muted small", "On the test split, at the unit's threshold calibrated on the other split; best test F1 first. Hover a row for the threshold."));
   const table = el("table", "grid-table");
   const head = el("tr");
-  for (const h of ["label", "P", "R", "F1", "AUROC"]) head.appendChild(el("th", null, h));
+  for (const h of ["label", "P", "R", "F1", "AUROC"]) head.appendChild(el("th", null, h)).scope = "col";
   table.appendChild(head);
   for (let i = lo; i < hi; i++) {
     const tr = el("tr");
-    tr.appendChild(el("td", null, sae.index.json.detection_labels[A["det.label"][i]]));
+    tr.title = `threshold ${fmt(chunk.float("det.threshold", i), 4)}`;
+    tr.appendChild(labelLevel(sae.index.json.detection_labels[A["det.label"][i]], sae.index.json.detection_levels[A["det.level"][i]]));
     for (const c of ["precision", "recall", "f1", "auroc"]) tr.appendChild(el("td", "num", fmt(chunk.float("det." + c, i))));
     table.appendChild(tr);
   }
@@ -233,8 +242,8 @@ function examplesCards(sae, chunk, f, top) {
 }
 
 // Draws feature f of `sae` into `container`; `chunk` is the decoded chunk that holds it, `steering`
-// the SAE's steering rows (null where it has none).
-function renderFeature(container, sae, chunk, f, steering) {
+// and `concepts` the SAE's steering rows and concept ranking (null where it has none).
+function renderFeature(container, sae, chunk, f, steering, concepts) {
   container.replaceChildren(header(sae, f));
   const top = sae.examples(chunk, "top", f);
   const row = el("div", "cards");
@@ -249,6 +258,7 @@ function renderFeature(container, sae, chunk, f, steering) {
   const more = el("div", "cards");
   if (chunk.has("nb.other")) more.append(...neighbourCards(sae, chunk, f));
   if (chunk.has("det.label")) more.appendChild(detectionCard(sae, chunk, f));
+  if (concepts) more.appendChild(conceptsCard(sae, concepts, f));
   if (chunk.has("align.label")) more.appendChild(alignmentCard(sae, chunk, f));
   if (more.childElementCount) container.appendChild(more);
 }

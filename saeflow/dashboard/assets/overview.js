@@ -115,12 +115,34 @@ function experimentsCard(saes) {
   return box;
 }
 
+// Per SAE with a concept ranking: how often its best unit beats the best single dimension on
+// test (the manifest's summary); the concepts view has the rows.
+function conceptsOverviewCard(saes) {
+  const box = card("Concepts: SAE units vs single dimensions", "wide");
+  const table = el("table", "grid-table text-table concepts-summary");
+  const head = el("tr");
+  for (const h of ["SAE", "labels", "levels", "(label, level) pairs where the best SAE unit beats the best dimension on test"]) head.appendChild(el("th", null, h)).scope = "col";
+  table.appendChild(head);
+  for (const s of saes.filter(s => s.concepts)) {
+    const tr = el("tr");
+    tr.appendChild(el("td", "name")).appendChild(link("#view=concepts", s.name));
+    tr.appendChild(el("td", null, fmtInt(s.concepts.labels)));
+    tr.appendChild(el("td", null, s.concepts.levels.join(", ")));
+    tr.appendChild(el("td", null, aheadText(s.concepts)));
+    table.appendChild(tr);
+  }
+  box.appendChild(table);
+  return box;
+}
+
 function renderOverview(container, manifest) {
+  const saes = manifest.saes;
   container.replaceChildren(
-    runCard(manifest.run, manifest.saes),
-    metricsCard(manifest.saes),
-    experimentsCard(manifest.saes),
-    trainingCard(manifest.saes),
-    densityCard(manifest.saes),
+    runCard(manifest.run, saes),
+    metricsCard(saes),
+    experimentsCard(saes),
+    ...(saes.some(s => s.concepts) ? [conceptsOverviewCard(saes)] : []),
+    trainingCard(saes),
+    densityCard(saes),
   );
 }

@@ -78,7 +78,7 @@ function steeringCard(sae, st, f) {
     box.appendChild(p);
     return box;
   }
-  for (const [name, mine] of st.groups(rows, i => st.text("experiment", i))) {
+  for (const [name, mine] of runsBy(rows, i => st.text("experiment", i))) {
     const section = el("div", "steer-exp");
     const head = el("h4", "steer-exp-head");
     head.appendChild(el("span", "steer-exp-name", name));
@@ -89,7 +89,7 @@ function steeringCard(sae, st, f) {
     head.appendChild(el("span", "muted", `α ${[...new Set(mine.map(i => st.value("alpha", i)))].map(a => fmt(a)).join(", ")}`));
     head.appendChild(experimentsLink("all runs"));
     section.appendChild(head);
-    for (const [, prompt] of st.groups(mine, i => st.value("prompt_index", i))) section.appendChild(steeringComparison(st, prompt));
+    for (const [, prompt] of runsBy(mine, i => st.value("prompt_index", i))) section.appendChild(steeringComparison(st, prompt));
     box.appendChild(section);
   }
   return box;
