@@ -18,4 +18,4 @@ def main():
                           device=snakemake.config["model"]["device"], dtype=p.model_dtype, adapter=p.adapter)
 
 
-jobs.run_job(snakemake.log[0], main)
+jobs.run_job(snakemake.log[0], main, gpu=snakemake.resources.gpu)

@@ -21,4 +21,4 @@ def main():
                                   batch_size=settings["batch_size"], dtype=p.dtype, progress=bar)
 
 
-jobs.run_job(snakemake.log[0], main)
+jobs.run_job(snakemake.log[0], main, gpu=snakemake.resources.gpu)

@@ -16,4 +16,4 @@ def main():
     feature_store.encode_chunk(sae, snakemake.input.acts, snakemake.output.features, snakemake.params.dtype)
 
 
-jobs.run_job(snakemake.log[0], main)
+jobs.run_job(snakemake.log[0], main, gpu=snakemake.resources.gpu)

@@ -18,4 +18,4 @@ def main():
                               ce_sequences=p.ce_sequences)
 
 
-jobs.run_job(snakemake.log[0], main)
+jobs.run_job(snakemake.log[0], main, gpu=snakemake.resources.gpu)

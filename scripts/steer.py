@@ -17,4 +17,4 @@ def main():
                           prepend_bos=p.prepend_bos)
 
 
-jobs.run_job(snakemake.log[0], main)
+jobs.run_job(snakemake.log[0], main, gpu=snakemake.resources.gpu)

@@ -22,4 +22,4 @@ def main():
                                 progress=lambda step, total, row: bar.update(1))
 
 
-jobs.run_job(snakemake.log[0], main)
+jobs.run_job(snakemake.log[0], main, gpu=snakemake.resources.gpu)
