@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from saeflow import storage
 from saeflow.activations import iter_chunk_rows
+from saeflow.analysis.detection import ratio
 from saeflow.concept_items import ConceptCorpus, ScoredItems, load_concept_corpus
 from saeflow.errors import SaeflowError
 
@@ -155,11 +156,11 @@ def detection_metrics(scores_UI: np.ndarray, threshold_U: np.ndarray, scoring: S
         ranks = average_ranks(scores)
         rank_sum[unit] = np.bincount(scoring.pair_label, weights=ranks[scoring.pair_item], minlength=n_labels)
     n_pos = scoring.n_positive.astype(np.float64)
-    precision = _ratio(true_pos, n_detected[:, None])
-    recall = _ratio(true_pos, np.broadcast_to(n_pos, true_pos.shape))
-    f1 = _ratio(2 * precision * recall, precision + recall)
+    precision = ratio(true_pos, n_detected[:, None])
+    recall = ratio(true_pos, np.broadcast_to(n_pos, true_pos.shape))
+    f1 = ratio(2 * precision * recall, precision + recall)
     f1[(precision + recall) == 0] = 0.0
-    auroc = _ratio(rank_sum - n_pos * (n_pos + 1) / 2, np.broadcast_to(n_pos * (scoring.n_items - n_pos), f1.shape))
+    auroc = ratio(rank_sum - n_pos * (n_pos + 1) / 2, np.broadcast_to(n_pos * (scoring.n_items - n_pos), f1.shape))
     return {"precision": precision, "recall": recall, "f1": f1, "auroc": auroc}
 
 
@@ -226,10 +227,6 @@ def _rows(dims: np.ndarray, sign: int, items: Scoring, threshold_U: np.ndarray, 
         **{name: _nullable(values.ravel()) for name, values in metrics.items()},
     }, schema=DENSE_DETECTION_SCHEMA)
 
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, NaN where the denominator is 0 (or either side is NaN)."""
-    return np.divide(numerator, denominator, out=np.full(numerator.shape, np.nan), where=denominator != 0)
 
 
 def _nullable(values: np.ndarray) -> pa.Array:

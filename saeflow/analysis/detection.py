@@ -87,11 +87,11 @@ def detection_scores(
     rank_sum = n_pos[None, :] * zero_rank[:, None] + rank_excess.reshape(n_units, n_labels)
 
     n_detected = np.bincount(maxima.unit, weights=detected, minlength=n_units)[:, None]
-    precision = _ratio(true_pos, n_detected)
-    recall = _ratio(true_pos, n_pos[None, :])
-    f1 = _ratio(2 * precision * recall, precision + recall)
+    precision = ratio(true_pos, n_detected)
+    recall = ratio(true_pos, n_pos[None, :])
+    f1 = ratio(2 * precision * recall, precision + recall)
     f1[(precision + recall) == 0] = 0.0
-    auroc = _ratio(rank_sum - n_pos * (n_pos + 1) / 2, (n_pos * n_neg)[None, :])
+    auroc = ratio(rank_sum - n_pos * (n_pos + 1) / 2, (n_pos * n_neg)[None, :])
     return Detection(
         unit=np.repeat(np.arange(n_units, dtype=np.int64), n_labels),
         label=np.tile(np.arange(n_labels, dtype=np.int64), n_units),
@@ -142,7 +142,7 @@ def _rows_by_label(doc: np.ndarray, doc_label: np.ndarray, n_docs: int) -> tuple
     return row, doc_label[first[doc[row]] + within, 1]
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, NaN where the denominator is 0 (or either side is NaN)."""
     numerator, denominator = np.broadcast_arrays(np.asarray(numerator, dtype=np.float64), denominator)
     return np.divide(numerator, denominator, out=np.full(numerator.shape, np.nan), where=denominator != 0)
