@@ -9,6 +9,10 @@ if not workflow.config_settings.configfiles:
     configfile: "config.yaml"
 
 
+# `snakemake --report report.html` (after a run): metrics, training curves and the dashboard.
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 

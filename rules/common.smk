@@ -209,6 +209,7 @@ def sae_targets(sae):
         *[path("analysis_table", table=table) for table in analysis_tables(sae)],
         PATHS["neighbours"],
         PATHS["analysis_params"],
+        PATHS["training_curves"],
         PATHS["unit_map"],
         PATHS["thresholds"],
         *expand(PATHS["filtered"], chunk=CHUNK_IDS, allow_missing=True),
@@ -237,6 +238,7 @@ def run_artifacts(wildcards=None):
         PATHS["idf"],
         *[target for hook in HOOKS for target in hook_targets(hook)],
         PATHS["metrics"],
+        PATHS["metrics_table"],
         *[target for sae in config["saes"] for target in sae_targets(sae)],
     ]
 

@@ -5,7 +5,7 @@ rule dashboard:
     input:
         unpack(dashboard_inputs),
     output:
-        html=PATHS["dashboard"],
+        html=report(PATHS["dashboard"], caption="../report/dashboard.rst", category="Dashboard"),
     params:
         saes=list(config["saes"]),
         owners=dashboard_owners(),

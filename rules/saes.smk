@@ -101,6 +101,7 @@ rule gather_metrics:
         cfgs=expand(PATHS["sae_cfg"], sae=list(config["saes"])),
     output:
         metrics=PATHS["metrics"],
+        table=report(PATHS["metrics_table"], caption="../report/metrics.rst", category="Metrics"),
     params:
         names=list(config["saes"]),
     threads: 1
@@ -115,3 +116,21 @@ rule gather_metrics:
         "../envs/model.yaml"
     script:
         "../scripts/gather_metrics.py"
+
+
+rule training_curves:
+    input:
+        log=PATHS["training_log"],
+    output:
+        svg=report(PATHS["training_curves"], caption="../report/training_curves.rst", category="Training",
+                   labels={"SAE": "{sae}"}),
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    log:
+        log_path("training_curves", "{sae}"),
+    conda:
+        "../envs/tables.yaml"
+    script:
+        "../scripts/training_curves.py"

@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import torch
 
 from saeflow import storage
@@ -116,12 +117,17 @@ def spliced_ce(sae, lm, hook_spec, tokens_path, chunk: Chunk, max_sequences: int
     return {"ce_clean": clean, "ce_spliced": spliced, "ce_zero": zero, "ce_recovered": recovered}
 
 
-def gather_metrics(names: list[str], eval_paths: list, cfg_paths: list, out_path) -> None:
-    """results/saes/metrics.parquet: one row per SAE with its hook, size and every eval.json key."""
+def gather_metrics(names: list[str], eval_paths: list, cfg_paths: list, out_path, tsv_path=None) -> None:
+    """results/saes/metrics.parquet: one row per SAE with its hook, size and every eval.json key;
+    the same rows as tab-separated text at tsv_path (Snakemake's report shows it as a table)."""
     rows = []
     for name, eval_path, cfg_path in zip(names, eval_paths, cfg_paths):
         cfg = storage.read_json(cfg_path)
         rows.append({"name": name, "hook": cfg["hook"], "d_sae": cfg["d_sae"], "k": cfg["k"],
                      **storage.read_json(eval_path)})
     keys = list(dict.fromkeys(key for row in rows for key in row))
-    storage.write_table(out_path, pa.Table.from_pylist([{key: row.get(key) for key in keys} for row in rows]))
+    table = pa.Table.from_pylist([{key: row.get(key) for key in keys} for row in rows])
+    storage.write_table(out_path, table)
+    if tsv_path is not None:
+        with storage.atomic_path(tsv_path) as tmp:
+            pa_csv.write_csv(table, tmp, pa_csv.WriteOptions(delimiter="\t"))

@@ -51,7 +51,7 @@ def test_a_fresh_dry_run_lists_every_job_of_the_run(tiny_lm, tmp_path):
         "corpus": 1, "split_documents": 1, "plan_chunks": 1, "capture_activations": n_chunks, "hook_mean": 2,
         "train_sae": 2, "evaluate_sae": 2, "gather_metrics": 1, "encode_features": 2 * n_chunks,
         "transpose_features": 2, "unembedding": 1, "analyse_feature_shard": 8, "influence_shard": 8,
-        "neighbour_shard": 8, "gather_table": 2 * 7, "gather_neighbours": 2, "analysis_params": 2, "unit_map": 2,
+        "neighbour_shard": 8, "gather_table": 2 * 7, "gather_neighbours": 2, "analysis_params": 2, "training_curves": 2, "unit_map": 2,
         "filter_units": 2 * n_chunks, "thresholds": 2, "document_vectors": 2, "ablation": 2, "dashboard": 1,
         "all": 1,
     }
@@ -97,7 +97,7 @@ def test_changing_one_saes_k_plans_that_saes_chain_only(finished_run):
         "train_sae": 1, "evaluate_sae": 1, "gather_metrics": 1, "encode_features": n_chunks, "transpose_features": 1,
         "analyse_feature_shard": 2, "influence_shard": 2, "neighbour_shard": 2, "gather_table": 7,
         "gather_neighbours": 1, "analysis_params": 1, "unit_map": 1, "filter_units": n_chunks, "thresholds": 1,
-        "detection": 1, "concepts": 1, "label_alignment": 1, "ablation": 1, "steer": 1, "dashboard": 1, "all": 1,
+        "detection": 1, "concepts": 1, "label_alignment": 1, "training_curves": 1, "ablation": 1, "steer": 1, "dashboard": 1, "all": 1,
     }
     outputs = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("output:")]
     assert outputs and not [line for line in outputs if "results/saes/wide/" in line]
@@ -109,6 +109,15 @@ def test_a_new_split_reruns_what_the_split_feeds_and_nothing_before_it(finished_
     assert jobs["split_documents"] == 1 and jobs["thresholds"] == jobs["concepts"] == jobs["dense_detection"] == 2
     assert not {"corpus", "capture_activations", "train_sae", "evaluate_sae", "encode_features",
                 "transpose_features", "hook_mean"} & set(jobs)
+
+
+def test_snakemakes_report_holds_the_metrics_the_training_curves_and_the_dashboard(finished_run, tmp_path):
+    workdir, config = finished_run
+    result = run_snakemake(workdir, config, "--report", str(tmp_path / "report.html"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (tmp_path / "report.html").read_text()
+    for entry in ("metrics.tsv", "training_curves.svg", "dashboard.html", "Metrics", "Training", "Dashboard"):
+        assert entry in report, entry
 
 
 def test_a_new_sae_on_a_captured_hook_plans_no_capture(finished_run):
