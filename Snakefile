@@ -36,6 +36,15 @@ include: "rules/interventions.smk"
 include: "rules/dashboard.smk"
 
 
+# Seconds-long jobs run in the Snakemake process itself on a cluster, not as SLURM jobs.
+localrules:
+    plan_chunks,
+    analysis_params,
+    gather_metrics,
+    unit_map,
+    training_curves,
+
+
 rule all:
     input:
         final_targets,
