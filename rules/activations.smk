@@ -10,8 +10,8 @@ rule plan_chunks:
         n_chunks=N_CHUNKS,
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     log:
         log_path("plan_chunks"),
     benchmark:
@@ -42,8 +42,8 @@ rule capture_activations:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(120),
     log:
         log_path("capture_activations", "{chunk}"),
     benchmark:
@@ -61,8 +61,8 @@ rule hook_mean:
         mean=PATHS["mean"],
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     log:
         log_path("hook_mean", "{hook}"),
     benchmark:

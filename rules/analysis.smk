@@ -14,8 +14,8 @@ rule unembedding:
     priority: -1
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(30),
     log:
         log_path("unembedding"),
     benchmark:
@@ -39,8 +39,8 @@ rule analyse_feature_shard:
         n_shards=lambda wildcards: n_shards(wildcards.sae),
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(60),
     log:
         log_path("analyse_feature_shard", "{sae}/shard-{shard}"),
     benchmark:
@@ -64,8 +64,8 @@ rule influence_shard:
         influence_k=config["analysis"]["influence_k"],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
     log:
         log_path("influence_shard", "{sae}/shard-{shard}"),
     benchmark:
@@ -91,8 +91,8 @@ rule neighbour_shard:
         neighbours=config["analysis"]["neighbours"],
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(60),
     log:
         log_path("neighbour_shard", "{sae}/shard-{shard}"),
     benchmark:
@@ -112,8 +112,8 @@ rule gather_table:
         table=PATHS["analysis_table"],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(10),
     log:
         log_path("gather_table", "{sae}/{table}"),
     benchmark:
@@ -131,8 +131,8 @@ rule gather_neighbours:
         neighbours=PATHS["neighbours"],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(10),
     log:
         log_path("gather_neighbours", "{sae}"),
     benchmark:
@@ -154,8 +154,8 @@ rule analysis_params:
         analysis={key: config["analysis"][key] for key in RECORDED_SETTINGS},
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=per_attempt(500),
+        runtime=per_attempt(5),
     log:
         log_path("analysis_params", "{sae}"),
     conda:

@@ -17,8 +17,8 @@ if config["autointerp"]["enabled"]:
             quantile_examples=config["autointerp"]["quantile_examples"],
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=per_attempt(2000),
+            runtime=per_attempt(10),
         log:
             log_path("autointerp_prompts", "{sae}"),
         benchmark:
@@ -41,8 +41,8 @@ if config["autointerp"]["enabled"]:
                 settings=config["autointerp"],
             threads: 1
             resources:
-                mem_mb=2000,
-                runtime=720,
+                mem_mb=per_attempt(2000),
+                runtime=per_attempt(720),
             log:
                 log_path("autointerp_labels", "{sae}"),
             benchmark:

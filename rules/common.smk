@@ -45,6 +45,12 @@ def names_pattern(names):
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
+def per_attempt(base):
+    """A rule's mem_mb or runtime: its value, times the attempt, so that a retried job (the SLURM
+    profile's `retries`) asks for twice, then three times, what it had."""
+    return lambda wildcards, attempt: base * attempt
+
+
 def log_path(stage, pattern=""):
     return f"results/logs/{stage}/{pattern}.log" if pattern else f"results/logs/{stage}.log"
 

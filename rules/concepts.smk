@@ -14,8 +14,8 @@ rule dense_detection:
         memory_mb=config["concepts"]["dense_memory_mb"],
     threads: 1
     resources:
-        mem_mb=config["concepts"]["dense_memory_mb"] + 1000,
-        runtime=60,
+        mem_mb=per_attempt(config["concepts"]["dense_memory_mb"] + 1000),
+        runtime=per_attempt(60),
     log:
         log_path("dense_detection", "{hook}"),
     benchmark:
@@ -36,8 +36,8 @@ rule concepts:
         top_n=config["concepts"]["top_n"],
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     log:
         log_path("concepts", "{sae}"),
     benchmark:

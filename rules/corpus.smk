@@ -11,8 +11,8 @@ if MODEL.is_gguf:
             tokenizer=directory(PATHS["tokenizer"]),
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=per_attempt(2000),
+            runtime=per_attempt(10),
         log:
             log_path("convert_tokenizer"),
         benchmark:
@@ -33,8 +33,8 @@ if MODEL.is_gguf:
         # tokenises the corpus meanwhile.
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=30,
+            mem_mb=per_attempt(4000),
+            runtime=per_attempt(30),
         log:
             log_path("convert_model"),
         benchmark:
@@ -64,8 +64,8 @@ rule corpus:
         prepend_bos=config["model"]["prepend_bos"],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
     log:
         log_path("corpus"),
     benchmark:
@@ -88,8 +88,8 @@ rule split_documents:
         seed=config["concepts"]["seed"],
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     log:
         log_path("split_documents"),
     benchmark:

@@ -12,8 +12,8 @@ rule dashboard:
         model=MODEL_NAME,
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
     log:
         log_path("dashboard"),
     benchmark:

@@ -16,8 +16,8 @@ rule encode_features:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
     log:
         log_path("encode_features", "{sae}/{chunk}"),
     benchmark:
@@ -38,8 +38,8 @@ rule transpose_features:
         max_entries=config["features"]["transpose_max_entries"],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
     log:
         log_path("transpose_features", "{sae}"),
     benchmark:

@@ -22,8 +22,8 @@ rule steer:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
     log:
         log_path("steer", "{sae}/{experiment}"),
     benchmark:
@@ -58,8 +58,8 @@ rule ablation:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(60),
     log:
         log_path("ablation", "{sae}"),
     benchmark:

@@ -22,8 +22,8 @@ rule train_sae:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(240),
     log:
         log_path("train_sae", "{sae}"),
     benchmark:
@@ -51,8 +51,8 @@ rule import_pretrained:
     priority: 2
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(10),
     log:
         log_path("import_pretrained", "{sae}"),
     benchmark:
@@ -83,8 +83,8 @@ rule evaluate_sae:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
     log:
         log_path("evaluate_sae", "{sae}"),
     benchmark:
@@ -106,8 +106,8 @@ rule gather_metrics:
         names=list(config["saes"]),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=per_attempt(1000),
+        runtime=per_attempt(5),
     log:
         log_path("gather_metrics"),
     benchmark:
@@ -126,8 +126,8 @@ rule training_curves:
                    labels={"SAE": "{sae}"}),
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=per_attempt(500),
+        runtime=per_attempt(5),
     log:
         log_path("training_curves", "{sae}"),
     conda:

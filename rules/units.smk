@@ -11,8 +11,8 @@ rule unit_map:
         criteria=config["units"],
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=5,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(5),
     log:
         log_path("unit_map", "{sae}"),
     benchmark:
@@ -31,8 +31,8 @@ rule filter_units:
         filtered=directory(PATHS["filtered"]),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     log:
         log_path("filter_units", "{sae}/{chunk}"),
     benchmark:
@@ -51,8 +51,8 @@ rule thresholds:
         thresholds=PATHS["thresholds"],
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     log:
         log_path("thresholds", "{sae}"),
     benchmark:
@@ -71,8 +71,8 @@ rule detection:
         detection=PATHS["detection"],
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     log:
         log_path("detection", "{sae}"),
     benchmark:

@@ -16,8 +16,8 @@ rule document_vectors:
         pool=config["vectors"]["pool"],
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     log:
         log_path("document_vectors", "{hook}"),
     benchmark:
@@ -40,8 +40,8 @@ if CORPUS_HAS_LABELS:
             table=PATHS["label_vector_table"],
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=per_attempt(2000),
+            runtime=per_attempt(10),
         log:
             log_path("label_vectors", "{hook}"),
         benchmark:
@@ -59,8 +59,8 @@ if CORPUS_HAS_LABELS:
             alignment=PATHS["label_alignment"],
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=10,
+            mem_mb=per_attempt(4000),
+            runtime=per_attempt(10),
         log:
             log_path("label_alignment", "{sae}"),
         benchmark:
