@@ -223,12 +223,6 @@ def _rows(dims: np.ndarray, sign: int, items: Scoring, threshold_U: np.ndarray, 
         "label": pa.array(np.tile(np.asarray(items.names, dtype=object), dims.size) if n_rows else [], pa.string()),
         "level": pa.array([items.level] * n_rows, pa.string()),
         "split": pa.array([items.split] * n_rows, pa.string()),
-        "threshold": _nullable(np.repeat(threshold_U, n_labels)),
-        **{name: _nullable(values.ravel()) for name, values in metrics.items()},
+        "threshold": storage.nullable_floats(np.repeat(threshold_U, n_labels)),
+        **{name: storage.nullable_floats(values.ravel()) for name, values in metrics.items()},
     }, schema=DENSE_DETECTION_SCHEMA)
-
-
-
-def _nullable(values: np.ndarray) -> pa.Array:
-    values = np.asarray(values, dtype=np.float64)
-    return pa.array(values, mask=np.isnan(values))

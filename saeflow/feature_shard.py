@@ -100,11 +100,6 @@ def read_shard(by_feature_path, features: range) -> tuple[Entries, int]:
     return csc_entries(indptr, token, value, first_feature=features.start), int(group.attrs["n_tokens"])
 
 
-def _nullable(values: np.ndarray) -> pa.Array:
-    values = np.asarray(values, dtype=np.float64)
-    return pa.array(values, mask=np.isnan(values))
-
-
 def _lists(flat: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, value_type))
 
@@ -113,8 +108,8 @@ def stats_table(entries: Entries, n_tokens: int):
     stats = feature_stats(entries, n_tokens)
     table = pa.table({
         "feature": pa.array(stats.feature, pa.int64()), "n_active": pa.array(stats.n_active, pa.int64()),
-        "density": pa.array(stats.density, pa.float64()), "min": _nullable(stats.min), "max": _nullable(stats.max),
-        "mean": _nullable(stats.mean), "std": _nullable(stats.std), "sum": pa.array(stats.sum, pa.float64()),
+        "density": pa.array(stats.density, pa.float64()), "min": storage.nullable_floats(stats.min), "max": storage.nullable_floats(stats.max),
+        "mean": storage.nullable_floats(stats.mean), "std": storage.nullable_floats(stats.std), "sum": pa.array(stats.sum, pa.float64()),
     })
     return stats, table
 
@@ -191,9 +186,9 @@ def detection_table(entries: Entries, scored: list[ScoredItems], thresholds: np.
             "label": pa.array(np.asarray(items.names, dtype=object)[scores.label] if n_rows else [], pa.string()),
             "level": pa.array([items.level] * n_rows, pa.string()),
             "split": pa.array([items.split] * n_rows, pa.string()),
-            "threshold": _nullable(thresholds[scores.unit]),
-            "precision": _nullable(scores.precision), "recall": _nullable(scores.recall),
-            "f1": _nullable(scores.f1), "auroc": _nullable(scores.auroc),
+            "threshold": storage.nullable_floats(thresholds[scores.unit]),
+            "precision": storage.nullable_floats(scores.precision), "recall": storage.nullable_floats(scores.recall),
+            "f1": storage.nullable_floats(scores.f1), "auroc": storage.nullable_floats(scores.auroc),
         }, schema=DETECTION_SCHEMA))
     if not parts:  # no labels nor spans: the workflow then builds no detection table
         return DETECTION_SCHEMA.empty_table()
@@ -230,7 +225,7 @@ def analyse_shard(by_feature_path, features: range, corpus: CorpusIndex, params:
     qs = params.all_percentiles
     values = percentiles(calibration, qs)
     tables["percentiles"] = pa.table({"feature": pa.array(stats.feature, pa.int64()),
-                                      **{percentile_column(q): _nullable(values[:, i]) for i, q in enumerate(qs)}})
+                                      **{percentile_column(q): storage.nullable_floats(values[:, i]) for i, q in enumerate(qs)}})
     tables["detection"] = detection_table(entries, corpus.concepts.scored_items(),
                                           values[:, qs.index(params.detection_percentile)])
     log.info("features %d..%d: %d entries over %d tokens", features.start, features.stop - 1, len(entries.token), n_tokens)

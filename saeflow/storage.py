@@ -115,6 +115,12 @@ class ParquetStream:
         self._atomic.__exit__(exc_type, exc, tb)
 
 
+def nullable_floats(values) -> pa.Array:
+    """float64 Arrow values with NaN written as null (tables hold nulls, never NaN)."""
+    values = np.asarray(values, dtype=np.float64)
+    return pa.array(values, mask=np.isnan(values))
+
+
 def write_parquet(path: str | os.PathLike, columns: dict, schema: pa.Schema) -> None:
     with ParquetStream(path, schema) as out:
         out.write(columns)
