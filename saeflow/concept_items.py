@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -61,21 +62,18 @@ class ConceptCorpus:
             if self.doc_spans is not None:
                 yield self._token_items(split, in_split)
 
-    def _document_items(self, split: str, in_split: np.ndarray) -> ScoredItems:
-        docs = np.unique(self.token_doc[in_split])
-        doc_item = np.full(len(self.doc_calibration), -1, dtype=np.int64)
-        doc_item[docs] = np.arange(docs.size)
-        item_of_token = np.where(in_split, doc_item[self.token_doc], -1)
+    @cached_property
+    def _document_members(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(doc, label) of every document label, and the label names: the same for both splits."""
         names = sorted({label for labels in self.doc_labels for label in labels})
         member_doc = np.repeat(np.arange(len(self.doc_labels)), [len(labels) for labels in self.doc_labels])
         member_label = np.searchsorted(names, [label for labels in self.doc_labels for label in labels])
-        member_item = doc_item[member_doc]
-        keep = member_item >= 0
-        return ScoredItems("document", split, item_of_token, int(docs.size), member_item[keep],
-                           np.asarray(member_label, dtype=np.int64)[keep], names)
+        return member_doc, np.asarray(member_label, dtype=np.int64), names
 
-    def _token_items(self, split: str, in_split: np.ndarray) -> ScoredItems:
-        item_of_token = np.where(in_split, np.cumsum(in_split) - 1, -1)
+    @cached_property
+    def _token_members(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(token, label) of every token a labelled span overlaps, and the span label names:
+        found once, then each split keeps its own tokens."""
         names = sorted({span["label"] for spans in self.doc_spans for span in spans})
         span_doc = np.repeat(np.arange(len(self.doc_spans)), [len(spans) for spans in self.doc_spans])
         flat = [span for spans in self.doc_spans for span in spans]
@@ -84,6 +82,22 @@ class ConceptCorpus:
             np.array([span["start"] for span in flat], dtype=np.int64),
             np.array([span["end"] for span in flat], dtype=np.int64),
             np.searchsorted(names, [span["label"] for span in flat]).astype(np.int64))
+        return token, label, names
+
+    def _document_items(self, split: str, in_split: np.ndarray) -> ScoredItems:
+        docs = np.unique(self.token_doc[in_split])
+        doc_item = np.full(len(self.doc_calibration), -1, dtype=np.int64)
+        doc_item[docs] = np.arange(docs.size)
+        item_of_token = np.where(in_split, doc_item[self.token_doc], -1)
+        member_doc, member_label, names = self._document_members
+        member_item = doc_item[member_doc]
+        keep = member_item >= 0
+        return ScoredItems("document", split, item_of_token, int(docs.size), member_item[keep], member_label[keep],
+                           names)
+
+    def _token_items(self, split: str, in_split: np.ndarray) -> ScoredItems:
+        item_of_token = np.where(in_split, np.cumsum(in_split) - 1, -1)
+        token, label, names = self._token_members
         member_item = item_of_token[token]
         keep = member_item >= 0
         return ScoredItems("token", split, item_of_token, int(in_split.sum()), member_item[keep], label[keep], names)
