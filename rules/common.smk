@@ -14,7 +14,7 @@ min_version("8.0")
 # so this makes `saeflow` importable in all jobs, conda environments included.
 sys.path.insert(0, workflow.basedir)
 
-from saeflow import chunk_count, corpus, corpus_plan, hook_plan, model_source  # noqa: E402
+from saeflow import adapter, chunk_count, corpus, corpus_plan, hook_plan, model_source  # noqa: E402
 from saeflow.config import (  # noqa: E402
     describe_config_error,
     hook_config_keys,
@@ -74,6 +74,11 @@ MODEL_DIR = PATHS["model"] if MODEL.is_gguf else str(MODEL.path)
 TOKENIZER_DIR = PATHS["tokenizer"] if MODEL.is_gguf else str(MODEL.path)
 MODEL_NAME = MODEL.name  # as configured, for cfg.json and the dashboard
 ADAPTER = config["model"]["adapter"]
+# Weights must be safetensors: saeflow never opens a pickle checkpoint, since loading one can run code.
+if not MODEL.is_gguf:
+    _checked(lambda: model_source.check_safetensors_weights(MODEL.path))
+if ADAPTER:
+    _checked(lambda: adapter.check_adapter_folder(ADAPTER))
 CAUSAL_LM = _checked(lambda: model_source.source_shape(MODEL).causal_lm)
 # Every model job reads the model directory (and the adapter), so a new one reruns them.
 MODEL_INPUTS = {"model": MODEL_DIR, **({"adapter": ADAPTER} if ADAPTER else {})}

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
+from saeflow import storage
 from saeflow.hooks import replaced
 from saeflow.interventions import feature_activations, recording, remove_feature
 
@@ -48,7 +48,7 @@ class Example:
 def ablated_features(top_examples_path, max_features: int, named: list[int]) -> list[int]:
     """The first `max_features` features (by id) that have top examples, plus the `named` ones
     (steered features) that have any; sorted."""
-    table = pq.read_table(top_examples_path, columns=["feature"], filters=[("rank", "=", 0)])
+    table = storage.read_parquet_table(top_examples_path, ["feature", "rank"], filters=[("rank", "=", 0)])
     with_examples = np.unique(table["feature"].to_numpy())
     chosen = set(with_examples[:max_features].tolist()) | (set(named) & set(with_examples.tolist()))
     return sorted(int(f) for f in chosen)
@@ -62,8 +62,8 @@ def examples_to_ablate(top_examples_path, tokens_path, features: list[int], n_ex
     only those rows are kept."""
     if not features:
         return [], {}
-    table = pq.read_table(top_examples_path, columns=["feature", "rank", "seq", "pos"],
-                          filters=[("feature", "in", features), ("rank", "<", n_examples)])
+    table = storage.read_parquet_table(top_examples_path, ["feature", "rank", "seq", "pos"],
+                                       filters=[("feature", "in", features), ("rank", "<", n_examples)])
     table = table.sort_by([("feature", "ascending"), ("rank", "ascending")])
     sequences = _sequence_rows(tokens_path, sorted(set(table["seq"].to_pylist())))
     examples = [Example(f, r, s, max(0, p - context), min(len(sequences[s]["token_id"]), p + context + 1))
@@ -72,7 +72,7 @@ def examples_to_ablate(top_examples_path, tokens_path, features: list[int], n_ex
 
 
 def _sequence_rows(tokens_path, seqs: list[int]) -> dict[int, dict]:
-    rows = pq.read_table(tokens_path, columns=["seq", "pos", "token_id", "token"], filters=[("seq", "in", seqs)])
+    rows = storage.read_parquet_table(tokens_path, ["seq", "pos", "token_id", "token"], filters=[("seq", "in", seqs)])
     rows = rows.sort_by([("seq", "ascending"), ("pos", "ascending")])
     seq = rows["seq"].to_numpy()
     token_id, token = rows["token_id"].to_numpy(), rows["token"].to_pylist()
@@ -183,7 +183,6 @@ def ablation_job(sae_dir, model_path, tokenizer_path, analysis: dict, tokens_pat
     """analysis/ablation.parquet and ablation_logits.parquet of the saved SAE. `analysis`: paths of
     its top_examples, feature_stats and labels tables; `settings`: the config's `ablation:`; the
     features the SAE's steering `experiments` name are always ablated."""
-    from saeflow import storage
     from saeflow.jobs import progress
     from saeflow.model import load_model, load_tokenizer
     from saeflow.sae import BatchTopKSAE

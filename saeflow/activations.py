@@ -91,20 +91,33 @@ def capture_chunk(model, model_name: str, tokens_path, chunk: Chunk, hooks: dict
              ", ".join(hooks), dtype)
 
 
-def iter_chunk_rows(chunk_path, rows_per_read: int = _ROWS_PER_READ) -> Iterator[np.ndarray]:
+def open_dense_chunk(chunk_path, d_in: int | None = None):
+    """An activation chunk's Zarr group after checking it against the contract: a 2-D `acts` in a
+    storage dtype, attrs `token_start` (a count) and `dtype` where given (the array's), and with
+    `d_in`, that width."""
+    group = storage.open_zarr_group(chunk_path, attrs=("token_start",), arrays=("acts",))
+    acts = group["acts"]
+    if len(acts.shape) != 2 or str(acts.dtype) not in STORE_DTYPES:
+        raise storage.damaged(chunk_path, f"`acts` is {len(acts.shape)}-D {acts.dtype}, not [n_tokens, d] "
+                              f"in one of {STORE_DTYPES}")
+    if group.attrs.get("dtype", str(acts.dtype)) != str(acts.dtype):
+        raise storage.damaged(chunk_path, f"attribute 'dtype' is {group.attrs.get('dtype')!r}, but `acts` "
+                              f"is {acts.dtype}")
+    if d_in is not None and acts.shape[1] != d_in:
+        raise storage.damaged(chunk_path, f"`acts` has width {acts.shape[1]}, but {d_in} is expected")
+    return group
+
+
+def iter_chunk_rows(chunk_path, rows_per_read: int = _ROWS_PER_READ, d_in: int | None = None) -> Iterator[np.ndarray]:
     """Stream a chunk's activations as float32 blocks, with a clear error for damaged or bad data."""
-    group = storage.open_zarr_group(chunk_path)
-    if "acts" not in group:
-        raise SaeflowError(f"{chunk_path}: no array 'acts'; delete it and rerun the workflow")
+    group = open_dense_chunk(chunk_path, d_in)
     n_rows = group["acts"].shape[0]
     for start in range(0, n_rows, rows_per_read):
         block = storage.read_zarr_array(group, "acts", slice(start, start + rows_per_read)).astype(np.float32)
         if not np.isfinite(block).all():
             bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-            raise SaeflowError(
-                f"{chunk_path}: non-finite activation (NaN or inf) in row {bad}; delete the chunk "
-                "and rerun the workflow to recapture it"
-            )
+            raise storage.damaged(chunk_path, f"non-finite activation (NaN or inf) in row {bad}",
+                                  "delete the chunk and rerun the workflow to recapture it")
         yield block
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from saeflow.errors import SaeflowError
+from saeflow.errors import SaeflowError, single_line
 
 _FIX = "set model.adapter to an adapter trained on this model, or null"
 
 
-def _adapter_config(adapter_dir):
-    from peft import PeftConfig
-
+def check_adapter_folder(adapter_dir) -> Path:
+    """The adapter's folder, refused (while planning too: no peft import) unless it holds a config and
+    safetensors weights: a pickle adapter (adapter_model.bin) is never opened."""
     path = Path(adapter_dir).expanduser()
     if not (path / "adapter_config.json").is_file():
         raise SaeflowError(f"model.adapter: {path} is not a PEFT adapter directory (no adapter_config.json); "
@@ -26,7 +26,18 @@ def _adapter_config(adapter_dir):
     if not (path / "adapter_model.safetensors").is_file():
         raise SaeflowError(f"model.adapter: {path} has no adapter_model.safetensors (saeflow reads safetensors "
                            "only); save the adapter with save_pretrained(safe_serialization=True)")
-    config = PeftConfig.from_pretrained(str(path))
+    return path
+
+
+def _adapter_config(adapter_dir):
+    from peft import PeftConfig
+
+    path = check_adapter_folder(adapter_dir)
+    try:
+        config = PeftConfig.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError, KeyError) as err:  # not JSON, or not a PEFT config
+        raise SaeflowError(f"model.adapter: {path / 'adapter_config.json'} is not a readable PEFT config "
+                           f"({single_line(err)}); save the adapter again with save_pretrained()") from None
     config.inference_mode = True
     return path, config
 

@@ -12,25 +12,26 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from saeflow import storage
-from saeflow.activations import iter_chunk_rows
+from saeflow.activations import iter_chunk_rows, open_dense_chunk
 from saeflow.chunks import read_token_rows
 
 
 def special_row_offsets(chunk_path, tokens_path) -> np.ndarray:
     """Offsets (rows within the activation chunk) of the tokens the tokenizer added (BOS, CLS,
     SEP, ...), from the `special` column of tokens.parquet: what iter_kept_rows leaves out."""
-    group = storage.open_zarr_group(chunk_path)
+    group = open_dense_chunk(chunk_path)
     start = int(group.attrs["token_start"])
     special = read_token_rows(tokens_path, start, start + group["acts"].shape[0], ["special"])["special"]
     return np.flatnonzero(special)
 
 
-def iter_kept_rows(chunk_path, excluded_rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+def iter_kept_rows(chunk_path, excluded_rows: np.ndarray | None = None, d_in: int | None = None
+                   ) -> Iterator[np.ndarray]:
     """A chunk's rows as float32 blocks, without the rows at offsets `excluded_rows` (e.g. the
-    special tokens, which SAEs leave out of training by default)."""
+    special tokens, which SAEs leave out of training by default); with `d_in`, checked to be that
+    wide."""
     start = 0
-    for block in iter_chunk_rows(chunk_path):
+    for block in iter_chunk_rows(chunk_path, d_in=d_in):
         stop = start + len(block)
         if excluded_rows is not None and len(excluded_rows):
             inside = excluded_rows[(excluded_rows >= start) & (excluded_rows < stop)]

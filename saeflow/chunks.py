@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from saeflow import storage
 from saeflow.chunk_count import chunk_id
@@ -71,7 +70,12 @@ def write_plan(path, chunks: list[Chunk]) -> None:
 
 
 def read_plan(path) -> list[Chunk]:
-    return [Chunk(**entry) for entry in storage.read_json(path)["chunks"]]
+    entries = storage.read_json(path, keys=("chunks",))["chunks"]
+    try:
+        return [Chunk(**entry) for entry in entries]
+    except TypeError:  # an entry that is not an object of Chunk's fields
+        raise storage.damaged(path, f"`chunks` must be a list of objects with keys {list(Chunk.__dataclass_fields__)}"
+                              ) from None
 
 
 def find_chunk(plan_path, chunk: str) -> Chunk:
@@ -89,7 +93,7 @@ def sequence_bounds(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def read_token_rows(tokens_path, start: int, stop: int, columns: list[str]) -> dict[str, np.ndarray]:
     """Rows start..stop-1 of tokens.parquet, reading only the row groups that overlap them."""
-    parquet = pq.ParquetFile(tokens_path)
+    parquet = storage.open_parquet(tokens_path, columns)
     groups, first_row, row = [], None, 0
     for index in range(parquet.num_row_groups):
         n = parquet.metadata.row_group(index).num_rows
@@ -97,6 +101,7 @@ def read_token_rows(tokens_path, start: int, stop: int, columns: list[str]) -> d
             groups.append(index)
             first_row = row if first_row is None else first_row
         row += n
-    table = parquet.read_row_groups(groups, columns=columns)
+    with storage.parquet_errors(tokens_path):
+        table = parquet.read_row_groups(groups, columns=columns)
     table = table.slice(start - first_row, stop - start)
     return {name: table.column(name).to_numpy() for name in columns}

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from saeflow import storage
 from saeflow.errors import SaeflowError
@@ -124,11 +123,11 @@ def overlapping_tokens(token_doc, content, token_start, token_end, span_doc, spa
 
 def load_concept_corpus(tokens_path, documents_path) -> ConceptCorpus:
     tokens = storage.read_parquet_columns(tokens_path, ["doc", "special", "start", "end"])
-    names = pq.read_schema(documents_path).names
+    names = storage.open_parquet(documents_path).schema_arrow.names
     if "split" not in names:
         raise SaeflowError(f"{documents_path}: no `split` column; delete it and rerun the workflow")
     columns = ["doc", "split", *(name for name in ("labels", "spans") if name in names)]
-    documents = pq.read_table(documents_path, columns=columns)
+    documents = storage.read_parquet_table(documents_path, columns)
     split = documents.column("split").to_numpy(zero_copy_only=False)
     if not np.array_equal(documents.column("doc").to_numpy(), np.arange(documents.num_rows)) \
             or not np.isin(split, SPLITS).all() or (tokens["doc"] >= documents.num_rows).any():

@@ -110,7 +110,8 @@ def steering_experiments(config: dict, hooks: dict, sae_hooks: dict, sae_widths:
         if name in experiments:
             raise SaeflowError(f"{key}: the name {name!r} is used twice; give each experiment its own name")
         if sae not in sae_hooks:
-            raise SaeflowError(f"{key}.sae: {sae!r} is not a key of saes: (known: {', '.join(sae_hooks)})")
+            raise SaeflowError(f"{key}.sae: {sae!r} is not a key of saes: (known: {', '.join(sae_hooks)}); "
+                               "set it to one of those")
         if not causal_lm:
             raise SaeflowError(f"{key}: steering generates text, which needs a causal LM; model.path is not one")
         spec = hooks[sae_hooks[sae]]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from saeflow.errors import SaeflowError
+from saeflow.errors import SaeflowError, single_line
 
 BUILTIN_NAME = "pydoc_topics"
 FORMATS = ("text", "jsonl", "parquet")
@@ -67,6 +67,12 @@ def builtin_documents() -> Iterator[Document]:
         yield Document(source=f"builtin:{BUILTIN_NAME}/{name}", text=topics[name])
 
 
+def _unreadable(path: str, err: OSError) -> SaeflowError:
+    """A corpus file that vanished or cannot be opened after the workflow planned with it."""
+    return SaeflowError(f"{path}: cannot read this corpus file ({err.strerror or err}); restore it or fix "
+                        "corpus.source, then rerun")
+
+
 def _read_text(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -75,6 +81,8 @@ def _read_text(path: str) -> str:
             f"{path}: not valid UTF-8 (byte {err.start}); convert the file to UTF-8 or remove it "
             "from corpus.source"
         ) from None
+    except OSError as err:
+        raise _unreadable(path, err) from None
 
 
 def _labels(value, where: str, labels_field: str) -> list[str] | None:
@@ -110,6 +118,11 @@ def _spans(value, where: str, spans_field: str, text: str) -> list[dict] | None:
     return spans
 
 
+def not_parquet(path: str, err: Exception) -> SaeflowError:
+    return SaeflowError(f"{path}: not a readable Parquet file ({single_line(err)}); rewrite it with pyarrow, or "
+                        "set corpus.format to the file's real format")
+
+
 def _text(value, where: str, text_field: str) -> str:
     if not isinstance(value, str):
         raise SaeflowError(
@@ -121,7 +134,11 @@ def _text(value, where: str, text_field: str) -> str:
 
 def _jsonl_documents(path: str, text_field: str, labels_field: str | None,
                      spans_field: str | None) -> Iterator[Document]:
-    with open(path, "rb") as handle:
+    try:
+        handle = open(path, "rb")
+    except OSError as err:
+        raise _unreadable(path, err) from None
+    with handle:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
             try:
@@ -133,9 +150,11 @@ def _jsonl_documents(path: str, text_field: str, labels_field: str | None,
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise SaeflowError(f"{where}: invalid JSON ({err.msg}); fix or remove that line") from None
+                raise SaeflowError(f"{where}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno}); "
+                                   "fix or remove that line") from None
             if not isinstance(record, dict):
-                raise SaeflowError(f"{where}: expected a JSON object per line")
+                raise SaeflowError(f"{where}: expected a JSON object per line (e.g. {{\"{text_field}\": \"...\"}}); "
+                                   "fix or remove that line")
             labels = _labels(record.get(labels_field), where, labels_field) if labels_field else None
             text = _text(record.get(text_field), where, text_field)
             spans = _spans(record.get(spans_field), where, spans_field, text) if spans_field else None
@@ -148,8 +167,10 @@ def _parquet_documents(path: str, text_field: str, labels_field: str | None,
 
     try:
         parquet = pq.ParquetFile(path)
+    except FileNotFoundError as err:
+        raise _unreadable(path, err) from None
     except Exception as err:
-        raise SaeflowError(f"{path}: not a readable Parquet file ({err})") from None
+        raise not_parquet(path, err) from None
     names = parquet.schema_arrow.names
     if text_field not in names:
         raise SaeflowError(
@@ -193,3 +214,19 @@ def iter_documents(
         else:
             yield from _parquet_documents(path, text_field, labels_field, spans_field)
 
+
+def corpus_job(files: list[str], tokenizer_path, outputs: dict, settings: dict, progress=None) -> dict:
+    """The corpus rule's job: tokenise the configured files (none: the built-in corpus) into
+    `outputs` (tokens, documents, idf), with the rule's `settings` (format, the three field
+    names, context_len, max_documents, max_tokens, prepend_bos)."""
+    from saeflow import sequences  # here: the workflow imports this module while it plans
+    from saeflow.model import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_path)
+    documents = iter_documents(files, settings["format"], settings["text_field"], settings["labels_field"],
+                               settings["spans_field"])
+    return sequences.tokenize_corpus(
+        documents, tokenizer, settings["context_len"], outputs["tokens"], outputs["documents"], outputs["idf"],
+        max_documents=settings["max_documents"], max_tokens=settings["max_tokens"],
+        prepend_bos=settings["prepend_bos"], progress=progress,
+    )

@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from saeflow.corpus import format_of
-from saeflow.errors import SaeflowError
+from saeflow.corpus import format_of, not_parquet
 
 
 def estimated_bytes(paths: list[str], fmt: str, max_documents: int | None) -> int:
@@ -41,7 +40,7 @@ def _row_count(path: str, kind: str) -> int:
         try:
             return pq.ParquetFile(path).metadata.num_rows
         except Exception as err:
-            raise SaeflowError(f"{path}: not a readable Parquet file ({err})") from None
+            raise not_parquet(path, err) from None
     with open(path, "rb") as handle:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) + 1
 
@@ -61,7 +60,7 @@ def has_field(paths: list[str], fmt: str, field: str | None) -> bool:
                 if field in pq.read_schema(path).names:
                     return True
             except Exception as err:
-                raise SaeflowError(f"{path}: not a readable Parquet file ({err})") from None
+                raise not_parquet(path, err) from None
         elif kind == "jsonl" and _jsonl_has_key(path, field):
             return True
     return False

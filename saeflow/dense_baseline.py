@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from saeflow import storage
-from saeflow.activations import iter_chunk_rows
+from saeflow.activations import iter_chunk_rows, open_dense_chunk
 from saeflow.analysis.detection import ratio
 from saeflow.concept_items import ConceptCorpus, ScoredItems, load_concept_corpus
 from saeflow.errors import SaeflowError
@@ -75,10 +75,8 @@ def chunk_width(chunk_paths: list, n_tokens: int) -> int:
         raise SaeflowError("dense detection: no activation chunks to read")
     position, width = 0, None
     for path in chunk_paths:
-        group = storage.open_zarr_group(path)
-        if "acts" not in group or len(group["acts"].shape) != 2:
-            raise SaeflowError(f"{path}: no 2-D array 'acts'; delete it and rerun the workflow")
-        start, (n_rows, d) = int(group.attrs.get("token_start", -1)), group["acts"].shape
+        group = open_dense_chunk(path)
+        start, (n_rows, d) = int(group.attrs["token_start"]), group["acts"].shape
         if start != position:
             raise SaeflowError(f"{path}: starts at token {start}, but the chunks before it end at token {position}; "
                                "delete the activation chunks and rerun the workflow to recapture them")

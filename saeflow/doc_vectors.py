@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from saeflow import storage
-from saeflow.activations import iter_chunk_rows
+from saeflow.activations import iter_chunk_rows, open_dense_chunk
 from saeflow.chunks import read_token_rows
 from saeflow.errors import SaeflowError
 
@@ -160,10 +159,8 @@ class _RowStore:
 
 def _chunk_rows(chunk_path, start_expected: int, n_tokens: int, tokens_path) -> tuple[int, int, dict]:
     """(token_start, n_rows, attrs) of one activation chunk, checked against the chunks before it."""
-    group = storage.open_zarr_group(chunk_path)
-    if "acts" not in group:
-        raise SaeflowError(f"{chunk_path}: no array 'acts'; delete it and rerun the workflow")
-    start, n_rows = int(group.attrs.get("token_start", -1)), group["acts"].shape[0]
+    group = open_dense_chunk(chunk_path)
+    start, n_rows = int(group.attrs["token_start"]), group["acts"].shape[0]
     if start != start_expected:
         raise SaeflowError(f"{chunk_path}: starts at token {start}, but the chunks before it end at token "
                            f"{start_expected}; rerun the workflow to rebuild the activation chunks")
@@ -184,7 +181,7 @@ def document_vectors(chunk_paths: list, tokens_path, documents_path, pool: str, 
     n_documents = count_documents(documents_path)
     if not n_documents:
         raise SaeflowError(f"{documents_path}: no documents; rerun the corpus rule with a non-empty corpus")
-    n_tokens = pq.ParquetFile(tokens_path).metadata.num_rows
+    n_tokens = storage.open_parquet(tokens_path).metadata.num_rows
     first = _chunk_rows(chunk_paths[0], 0, n_tokens, tokens_path)[2]
     where = f"{tokens_path} and {documents_path}"
     with storage.ZarrChunkWriter(vectors_path, {"pool": pool, "hook": first.get("hook"), "model": first.get("model"),

@@ -3,3 +3,9 @@
 
 class SaeflowError(Exception):
     """Bad input or configuration; the message says what is wrong and how to fix it."""
+
+
+def single_line(err: BaseException) -> str:
+    """A library's exception message as one line (its first), to quote inside a SaeflowError."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__

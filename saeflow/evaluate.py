@@ -27,7 +27,7 @@ def evaluate_sae_job(sae_dir, holdout_path, holdout: Chunk, tokens_path, model_p
                      device: str = "cpu", adapter=None, ce_sequences: int = 64) -> dict:
     """eval.json of the SAE in `sae_dir` on the held-out chunk (special-token rows out where the
     SAE left them out of training), run on `device`; CE splicing on the model with `adapter`."""
-    sae, cfg = BatchTopKSAE.load(sae_dir)
+    sae, cfg = BatchTopKSAE.load(sae_dir, cfg_keys=("name", "hook_spec", "exclude_special_tokens"))
     sae = sae.to(device)
     excluded = special_row_offsets(holdout_path, tokens_path) if cfg["exclude_special_tokens"] else None
     metrics = reconstruction_metrics(sae, holdout_path, excluded)
@@ -50,7 +50,7 @@ def reconstruction_metrics(sae, chunk_path, excluded_rows: np.ndarray | None = N
     n = 0
     sum_x = sum_sq = sse = nonzeros = 0.0
     with torch.inference_mode():
-        for block in iter_kept_rows(chunk_path, excluded_rows):
+        for block in iter_kept_rows(chunk_path, excluded_rows, d_in=int(sae.W_enc.shape[0])):
             x = torch.from_numpy(block).to(device)
             dense = sae.encode(x)
             sse += float(((sae.decode(dense) - x).double() ** 2).sum())
@@ -122,9 +122,9 @@ def gather_metrics(names: list[str], eval_paths: list, cfg_paths: list, out_path
     the same rows as tab-separated text at tsv_path (Snakemake's report shows it as a table)."""
     rows = []
     for name, eval_path, cfg_path in zip(names, eval_paths, cfg_paths):
-        cfg = storage.read_json(cfg_path)
-        rows.append({"name": name, "hook": cfg["hook"], "d_sae": cfg["d_sae"], "k": cfg["k"],
-                     **storage.read_json(eval_path)})
+        cfg = storage.read_json(cfg_path, keys=("hook", "d_sae", "k"))
+        metrics = storage.read_json(eval_path, keys=("fvu", "l0"))
+        rows.append({"name": name, "hook": cfg["hook"], "d_sae": cfg["d_sae"], "k": cfg["k"], **metrics})
     keys = list(dict.fromkeys(key for row in rows for key in row))
     table = pa.Table.from_pylist([{key: row.get(key) for key in keys} for row in rows])
     storage.write_table(out_path, table)

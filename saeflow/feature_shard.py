@@ -91,13 +91,40 @@ def shard_range(n_features: int, n_shards: int, shard: int) -> range:
     return range(int(bounds[shard]), int(bounds[shard + 1]))
 
 
-def read_shard(by_feature_path, features: range) -> tuple[Entries, int]:
-    group = storage.open_zarr_group(by_feature_path)
+def open_by_feature(path):
+    """by_feature.zarr's group, checked to hold the contract's attrs and arrays of matching sizes."""
+    group = storage.open_zarr_group(path, attrs=("n_features", "n_tokens"), arrays=("indptr", "token", "value"))
+    n_features, nnz = group.attrs["n_features"], group["token"].shape[0]
+    if group["indptr"].shape != (n_features + 1,) or group["value"].shape != (nnz,):
+        raise storage.damaged(path, f"indptr {group['indptr'].shape}, token {group['token'].shape} and value "
+                              f"{group['value'].shape} do not fit n_features {n_features}")
+    return group
+
+
+def read_feature_indptr(path, features: range | None = None, group=None) -> np.ndarray:
+    """by_feature's indptr (of `features`, all by default), checked to rise within its entries."""
+    group = group if group is not None else open_by_feature(path)
+    n_features, nnz = group.attrs["n_features"], group["token"].shape[0]
+    features = range(n_features) if features is None else features
+    if features.stop > n_features:
+        raise storage.damaged(path, f"{n_features} features, fewer than the shard's {features}")
     indptr = storage.read_zarr_array(group, "indptr", slice(features.start, features.stop + 1))
-    entries = slice(int(indptr[0]), int(indptr[-1]))
+    if indptr[0] < 0 or (np.diff(indptr) < 0).any() or indptr[-1] > nnz:
+        raise storage.damaged(path, f"indptr of features {features.start}..{features.stop - 1} does not rise "
+                              f"within the {nnz} entries")
+    return indptr
+
+
+def read_shard(by_feature_path, features: range) -> tuple[Entries, int]:
+    group = open_by_feature(by_feature_path)
+    indptr = read_feature_indptr(by_feature_path, features, group)
+    n_tokens, entries = group.attrs["n_tokens"], slice(int(indptr[0]), int(indptr[-1]))
     token = storage.read_zarr_array(group, "token", entries)
     value = storage.read_zarr_array(group, "value", entries)
-    return csc_entries(indptr, token, value, first_feature=features.start), int(group.attrs["n_tokens"])
+    if len(token) and (token.min() < 0 or token.max() >= n_tokens) or not np.isfinite(value).all():
+        raise storage.damaged(by_feature_path, f"entries of features {features} hold a token outside "
+                              f"0..{n_tokens - 1} or a NaN or inf value")
+    return csc_entries(indptr, token, value, first_feature=features.start), n_tokens
 
 
 def _lists(flat: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa.Array:

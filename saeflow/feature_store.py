@@ -13,7 +13,7 @@ import torch
 from zarr.codecs.numcodecs import Delta
 
 from saeflow import storage
-from saeflow.activations import iter_chunk_rows
+from saeflow.activations import iter_chunk_rows, open_dense_chunk
 from saeflow.errors import SaeflowError
 
 log = logging.getLogger(__name__)
@@ -44,16 +44,17 @@ def encode_chunk(sae, acts_path, out_path, value_dtype: str = "float32", progres
     blocks of rows so that the chunk's dense encoding is never in memory at once."""
     if value_dtype not in VALUE_DTYPES:
         raise SaeflowError(f"features.dtype: {value_dtype!r} is not one of {VALUE_DTYPES}")
-    group = storage.open_zarr_group(acts_path)
-    n_rows, d_in = group["acts"].shape
-    d_sae = int(sae.W_enc.shape[1])
-    if d_in != sae.W_enc.shape[0]:
-        raise SaeflowError(f"{acts_path}: d_model {d_in} does not match the SAE's d_in {sae.W_enc.shape[0]}")
+    group = open_dense_chunk(acts_path, d_in=int(sae.W_enc.shape[0]))
+    n_rows, d_sae = group["acts"].shape[0], int(sae.W_enc.shape[1])
     rows_per_block = max(1, _ENCODE_BLOCK_BYTES // (4 * d_sae))
     token_start = int(group.attrs["token_start"])
     with storage.CsrChunkWriter(out_path, n_rows, d_sae, token_start, value_dtype) as out:
         for block in iter_chunk_rows(acts_path, rows_per_read=rows_per_block):
-            out.append(*active_entries(sae, block, value_dtype))
+            counts, features, values = active_entries(sae, block, value_dtype)
+            if not np.isfinite(values).all():  # readers refuse a store holding inf: stop here instead
+                raise SaeflowError(f"features.dtype: an activation of {acts_path} overflows {value_dtype}; "
+                                   "set features.dtype to float32")
+            out.append(counts, features, values)
             if progress is not None:
                 progress.update(len(block))
     log.info("%s: %d tokens encoded, %d active entries (L0 %.1f)", out_path, n_rows, out.nnz,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from saeflow.errors import SaeflowError
+from saeflow.errors import SaeflowError, single_line
 
 _HIDDEN = re.compile(r"hidden_states\.(\d+)")
 _PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
@@ -128,7 +128,12 @@ def _meta_widths(source, adapter, hooks: dict) -> dict[str, int]:
     where = str(source.path) + (f" with adapter {adapter}" if adapter else "")
     location = (dict(pretrained_model_name_or_path=str(source.path.parent), gguf_file=source.path.name)
                 if source.is_gguf else dict(pretrained_model_name_or_path=str(source.path)))
-    config = AutoConfig.from_pretrained(**location, local_files_only=True)
+    try:
+        config = AutoConfig.from_pretrained(**location, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as err:  # e.g. a model_type this transformers does not ship
+        raise SaeflowError(f"model.path: cannot read the configuration of {source.path} ({single_line(err)}); "
+                           "saeflow never runs a model's own code (no trust_remote_code), so use a model of an "
+                           "architecture transformers ships") from None
     with torch.device("meta"):
         model = (AutoModelForCausalLM if shape.causal_lm else AutoModel).from_config(config)
         if adapter:

@@ -27,6 +27,7 @@ def run_job(log_path: str | None, job: Callable[[], object], gpu: int = 0) -> No
         handlers = [logging.StreamHandler(_log_stream)]
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # library warnings go to the log: stderr keeps only the error line
     slot = None
     try:
         if gpu:  # before job(): CUDA reads the device list when the job first uses it

@@ -13,7 +13,6 @@ import logging
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from safetensors import safe_open
 
 from saeflow import storage
@@ -61,26 +60,31 @@ class _LabelSums:
         self.count[labels[starts]] += np.diff(np.append(starts, len(labels)))
 
 
+def _document_batches(documents_path, documents):
+    with storage.parquet_errors(documents_path):
+        yield from documents.iter_batches(batch_size=_DOCUMENT_BATCH, columns=["doc", "labels"])
+
+
 def label_vectors(vectors_path, documents_path, out_path, table_path) -> list[str]:
     """Write label_vectors.safetensors and label_vectors.parquet of one hook from its document
     vectors and the documents' labels; return the labels kept, in row order."""
-    group = storage.open_zarr_group(vectors_path)
-    if "vectors" not in group:
-        raise SaeflowError(f"{vectors_path}: no array 'vectors'; delete it and rerun the workflow")
+    group = storage.open_zarr_group(vectors_path, arrays=("vectors",))
     n_documents, d = group["vectors"].shape
-    documents = pq.ParquetFile(documents_path)
+    documents = storage.open_parquet(documents_path)
     if "labels" not in documents.schema_arrow.names:
         raise SaeflowError(f"{documents_path}: no `labels` column: the corpus has no labels (corpus.labels_field)")
     if documents.metadata.num_rows != n_documents:
         raise SaeflowError(f"{vectors_path}: {n_documents} document vectors, but {documents_path} has "
                            f"{documents.metadata.num_rows} documents; rerun the workflow to rebuild them")
     sums, total, start = _LabelSums(d), np.zeros(d), 0
-    for batch in documents.iter_batches(batch_size=_DOCUMENT_BATCH, columns=["doc", "labels"]):
+    for batch in _document_batches(documents_path, documents):
         stop = start + batch.num_rows
         if (batch.column("doc").to_numpy() != np.arange(start, stop)).any():
             raise SaeflowError(f"{documents_path}: column `doc` must number the rows 0, 1, ...; "
                                "rerun the corpus rule to rebuild it")
         vectors_ND = storage.read_zarr_array(group, "vectors", slice(start, stop)).astype(np.float64)
+        if not np.isfinite(vectors_ND).all():
+            raise storage.damaged(vectors_path, f"document vectors {start}..{stop - 1} hold NaN or inf")
         total += vectors_ND.sum(axis=0)
         sums.add(batch.column("labels").to_pylist(), vectors_ND)
         start = stop
@@ -110,10 +114,13 @@ def label_vectors(vectors_path, documents_path, out_path, table_path) -> list[st
 
 def read_label_vectors(path) -> tuple[np.ndarray, list[str]]:
     """(vectors [n_labels, d] float32, the labels in row order) of label_vectors.safetensors."""
-    vectors = storage.read_safetensors(path).get("vectors")
+    vectors = storage.read_safetensors(path, {"vectors": (None, None)})["vectors"]
     with safe_open(str(path), framework="numpy") as handle:
-        labels = json.loads((handle.metadata() or {}).get("labels", "null"))
-    if vectors is None or vectors.ndim != 2 or not isinstance(labels, list) or len(labels) != len(vectors):
+        try:
+            labels = json.loads((handle.metadata() or {}).get("labels", "null"))
+        except json.JSONDecodeError:
+            labels = None  # reported below
+    if not isinstance(labels, list) or len(labels) != len(vectors):
         raise SaeflowError(f"{path}: not label vectors (a `vectors` matrix with one label per row); "
                            "delete it and rerun the workflow")
     return vectors, labels
@@ -123,9 +130,7 @@ def label_alignment(weights_path, label_vectors_path, out_path) -> None:
     """Write label_alignment.parquet: the cosine of every feature's decoder row with every label
     vector of its hook (null for a zero row), and its rank among the features within the label
     (0: highest; the null ones last)."""
-    W_dec_FD = storage.read_safetensors(weights_path).get("W_dec")
-    if W_dec_FD is None or W_dec_FD.ndim != 2:
-        raise SaeflowError(f"{weights_path}: no `W_dec` matrix; retrain the SAE to rewrite it")
+    W_dec_FD = storage.read_safetensors(weights_path, {"W_dec": (None, None)})["W_dec"]
     vectors_LD, labels = read_label_vectors(label_vectors_path)
     if W_dec_FD.shape[1] != vectors_LD.shape[1]:
         raise SaeflowError(f"{weights_path}: decoder rows of width {W_dec_FD.shape[1]}, but the label vectors of "

@@ -6,13 +6,18 @@ GGUF into results/model/ first); everything here reads a directory with a config
 
 from __future__ import annotations
 
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
 
-from saeflow.errors import SaeflowError
-from saeflow.model_source import ModelShape, config_shape
+from saeflow.errors import SaeflowError, single_line
+from saeflow.model_source import (
+    ModelShape,
+    check_safetensors_weights,
+    config_shape,
+    quiet_transformers,
+    read_model_config,
+)
 
 # Never reach a model hub at run time, whatever the caller's environment says: everything must
 # come from local directories.
@@ -28,7 +33,7 @@ def model_shape(path: str | Path) -> ModelShape:
     if not config_path.is_file():
         raise SaeflowError(f"{path}: not a Hugging Face model directory (no config.json); rerun the workflow "
                            "to rebuild results/model/, or fix model.path")
-    return config_shape(json.loads(config_path.read_text()), config_path)
+    return config_shape(read_model_config(config_path), config_path)
 
 
 def n_layers(path: str | Path) -> int:
@@ -54,10 +59,26 @@ def pick_device(setting: str) -> str:
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
+    fix = "point model.path at a folder saved with the model's tokenizer (tokenizer.save_pretrained())"
     try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except Exception as err:
-        raise SaeflowError(f"model.path: cannot load a tokenizer from {path} ({err})") from None
+        raise SaeflowError(f"model.path: cannot load a tokenizer from {path} ({single_line(err)}); {fix}") from None
+    # Without its files, transformers builds the model type's tokenizer with an empty vocabulary.
+    if tokenizer.vocab_size == 0:
+        raise SaeflowError(f"model.path: cannot load a tokenizer from {path} (no tokenizer files); {fix}")
+    return tokenizer
+
+
+def _check_known_architecture(path: Path) -> None:
+    """Refuse a model_type this transformers lacks: loading it would need the model's own code."""
+    from transformers import CONFIG_MAPPING, __version__
+
+    model_type = read_model_config(path / "config.json").get("model_type")
+    if model_type is not None and model_type not in CONFIG_MAPPING:
+        raise SaeflowError(f"model.path: {path / 'config.json'} has model_type {model_type!r}, which transformers "
+                           f"{__version__} does not ship; saeflow never runs a model's own code (no "
+                           "trust_remote_code), so use a model of an architecture transformers ships")
 
 
 def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", adapter: str | Path | None = None):
@@ -70,10 +91,15 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", ad
     if dtype not in DTYPES:
         raise SaeflowError(f"model.dtype: {dtype!r} is not one of {DTYPES}")
     auto = AutoModelForCausalLM if is_causal_lm(path) else AutoModel
+    _check_known_architecture(Path(path))
+    check_safetensors_weights(Path(path))
+    quiet_transformers()
     try:
-        model = auto.from_pretrained(str(path), local_files_only=True, dtype=getattr(torch, dtype))
+        model = auto.from_pretrained(str(path), local_files_only=True, dtype=getattr(torch, dtype),
+                                     use_safetensors=True, trust_remote_code=False)
     except Exception as err:
-        raise SaeflowError(f"model.path: cannot load a model from {path} ({err})") from None
+        raise SaeflowError(f"model.path: cannot load a model from {path} ({single_line(err)}); point model.path "
+                           "at a folder saved with save_pretrained()") from None
     if adapter is not None:
         from saeflow.adapter import apply_adapter
 

@@ -17,10 +17,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from saeflow.errors import SaeflowError
-from saeflow.gguf_header import read_metadata
+from saeflow.errors import SaeflowError, single_line
+from saeflow.gguf_header import check_complete, read_metadata
 
 log = logging.getLogger(__name__)
+
+_PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,45 @@ def resolve_model_source(setting: str | None) -> ModelSource:
     return source
 
 
+def quiet_transformers() -> None:
+    """No transformers progress bars: a job's stderr carries only its error line, and its log
+    its own progress (saeflow.jobs.progress)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
+def read_model_config(config_path: str | Path) -> dict:
+    """A model's config.json, refused where it is not a JSON object or asks for the model's own
+    code (`auto_map`): saeflow never enables trust_remote_code, since that runs code from the folder."""
+    config_path = Path(config_path)
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SaeflowError(f"model.path: {config_path} is not readable JSON ({single_line(err)}); restore the "
+                           "model's config.json, e.g. save the model again with save_pretrained()") from None
+    if not isinstance(config, dict):
+        raise SaeflowError(f"model.path: {config_path} is not a JSON object; restore the model's config.json")
+    if "auto_map" in config:
+        raise SaeflowError(f"model.path: {config_path} asks for the model's own code (auto_map), which saeflow "
+                           "never runs (no trust_remote_code); use a model of an architecture transformers ships")
+    return config
+
+
+def check_safetensors_weights(path: Path) -> None:
+    """Refuse a model folder without safetensors weights, while planning and before transformers
+    looks at it: a pickle checkpoint (pytorch_model.bin) is never opened, since loading one can run code."""
+    if any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(found.name for pattern in _PICKLE_WEIGHTS for found in path.glob(pattern))
+    if pickles:
+        raise SaeflowError(f"model.path: {path} has only pickle weights ({pickles[0]}), which saeflow never loads "
+                           "(a pickle can run code); save the model again with save_pretrained(folder, "
+                           "safe_serialization=True) to get model.safetensors")
+    raise SaeflowError(f"model.path: {path} has no weights (no *.safetensors file); copy the model's "
+                       "model.safetensors into it, or point model.path at a complete model folder")
+
+
 @dataclass(frozen=True)
 class ModelShape:
     n_layers: int
@@ -111,7 +152,8 @@ def source_shape(source: ModelSource) -> ModelShape:
     """The model's shape without loading it: from config.json, or from the GGUF header (every
     GGUF architecture transformers converts is a causal LM)."""
     if not source.is_gguf:
-        return config_shape(json.loads((source.path / "config.json").read_text()), source.path / "config.json")
+        config_path = source.path / "config.json"
+        return config_shape(read_model_config(config_path), config_path)
     wanted = ("block_count", "embedding_length")
     header = read_metadata(source.path, lambda meta: all(
         f"{meta.get('general.architecture')}.{key}" in meta for key in wanted))
@@ -121,6 +163,10 @@ def source_shape(source: ModelSource) -> ModelShape:
     except KeyError as missing:
         raise SaeflowError(f"model.path: {source.path} has no {missing} in its GGUF header; it is not a "
                            "transformer model transformers can convert") from None
+
+
+_GGUF_FIX = ("point model.path at a GGUF file of an architecture transformers supports, or at a Hugging Face "
+             "directory")
 
 
 def _gguf_location(gguf_path: Path) -> dict:
@@ -135,11 +181,13 @@ def convert_gguf_tokenizer(gguf_path: str | Path, out_dir: str | Path) -> None:
     from saeflow import storage
 
     gguf_path = Path(gguf_path)
+    check_complete(gguf_path)
+    quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(**_gguf_location(gguf_path))
     except Exception as err:
-        raise SaeflowError(f"model.path: cannot read the tokenizer of {gguf_path} ({err}); point model.path at "
-                           "a GGUF file of an architecture transformers supports, or at a Hugging Face directory") from None
+        raise SaeflowError(f"model.path: cannot read the tokenizer of {gguf_path} ({single_line(err)}); "
+                           f"{_GGUF_FIX}") from None
     with storage.atomic_path(out_dir, is_dir=True) as staging:
         tokenizer.save_pretrained(staging)
     log.info("converted the tokenizer of %s to %s (%d tokens)", gguf_path.name, out_dir, len(tokenizer))
@@ -154,11 +202,13 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> None:
     from saeflow import storage
 
     gguf_path = Path(gguf_path)
+    check_complete(gguf_path)
+    quiet_transformers()
     try:
-        model = AutoModelForCausalLM.from_pretrained(**_gguf_location(gguf_path), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(**_gguf_location(gguf_path), dtype=torch.float32,
+                                                     use_safetensors=True, trust_remote_code=False)
     except Exception as err:
-        raise SaeflowError(f"model.path: cannot convert {gguf_path} ({err}); point model.path at a GGUF "
-                           "file of an architecture transformers supports, or at a Hugging Face directory") from None
+        raise SaeflowError(f"model.path: cannot convert {gguf_path} ({single_line(err)}); {_GGUF_FIX}") from None
     # Loaded, the weights are plain float32 tensors; only the config still says "quantised",
     # which makes save_pretrained refuse.
     model.hf_quantizer = None

@@ -26,6 +26,8 @@ from saeflow.errors import SaeflowError
 
 ARCHITECTURES = ("jumprelu", "standard", "topk")
 WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
+# The folder is the user's, not the workflow's: the fix is to point at a sound one.
+SUPPLY = "give the folder SAELens saved for this SAE (cfg.json and sae_weights.safetensors)"
 
 
 def _cfg(folder: Path, key: str) -> dict:
@@ -35,8 +37,10 @@ def _cfg(folder: Path, key: str) -> dict:
                            "(cfg.json + sae_weights.safetensors)")
     try:
         cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise SaeflowError(f"{key}: {path} is not JSON ({err.msg} at line {err.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SaeflowError(f"{key}: {path} is not JSON ({getattr(err, 'msg', err)}); {SUPPLY}") from None
+    if not isinstance(cfg, dict):
+        raise SaeflowError(f"{key}: {path} holds a JSON {type(cfg).__name__}, not an object; {SUPPLY}")
     architecture = cfg.get("architecture", "standard")
     if architecture not in ARCHITECTURES:
         raise SaeflowError(f"{key}: {path} has architecture {architecture!r}; saeflow analyses "
@@ -50,24 +54,24 @@ def _cfg(folder: Path, key: str) -> dict:
 
 def _weights(folder: Path, cfg: dict, key: str) -> dict[str, np.ndarray]:
     path = folder / "sae_weights.safetensors"
-    arrays = storage.read_safetensors(path)
     needed = [*WEIGHT_NAMES, *(["threshold"] if cfg.get("architecture") == "jumprelu" else [])]
-    missing = [name for name in needed if name not in arrays]
-    if missing:
-        raise SaeflowError(f"{key}: {path} lacks {missing}; a {cfg.get('architecture', 'standard')} SAE needs "
-                           f"{needed}")
-    d_in, d_sae = arrays["W_enc"].shape
-    shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,),
-              "threshold": (d_sae,)}
-    for name in needed:
-        if arrays[name].shape != shapes[name]:
-            raise SaeflowError(f"{key}: {path}: `{name}` has shape {list(arrays[name].shape)}, but W_enc "
-                               f"{[d_in, d_sae]} needs {list(shapes[name])}")
-        if not np.isfinite(arrays[name]).all():
-            raise SaeflowError(f"{key}: {path}: `{name}` holds NaN or inf")
+    try:
+        arrays = storage.read_safetensors(path, fix=SUPPLY)
+        missing = [name for name in needed if name not in arrays]
+        if missing:
+            raise storage.damaged(path, f"lacks {missing}; a {cfg.get('architecture', 'standard')} SAE needs "
+                                  f"{needed}", SUPPLY)
+        storage.check_tensors(path, arrays, {"W_enc": (None, None)}, None, SUPPLY)
+        d_in, d_sae = arrays["W_enc"].shape
+        shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,),
+                  "threshold": (d_sae,)}  # W_enc fixes the sizes
+        storage.check_tensors(path, arrays, {name: shapes[name] for name in needed}, None, SUPPLY)
+    except SaeflowError as err:
+        raise SaeflowError(f"{key}: {err}") from None
     for name, size in (("d_in", d_in), ("d_sae", d_sae)):
         if name in cfg and cfg[name] != size:
-            raise SaeflowError(f"{key}: {folder / 'cfg.json'} says {name}={cfg[name]} but the weights have {size}")
+            raise SaeflowError(f"{key}: {folder / 'cfg.json'} says {name}={cfg[name]} but the weights have {size}; "
+                               f"{SUPPLY}")
     return {name: arrays[name].astype(np.float64) for name in needed}
 
 
@@ -101,18 +105,21 @@ def saeflow_weights(folder, key: str = "pretrained") -> tuple[dict[str, np.ndarr
 def pretrained_shape(folder, key: str = "pretrained") -> tuple[int, int]:
     """(d_in, d_sae) of the SAE in `folder`, from the weights file's header (no tensor is read):
     the plan needs the SAE's width and the hook's before any job runs."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     folder = Path(folder)
     _cfg(folder, key)
     path = folder / "sae_weights.safetensors"
     if not path.is_file():
         raise SaeflowError(f"{key}: {folder} has no sae_weights.safetensors; give a folder saved by SAELens")
-    with safe_open(str(path), framework="numpy") as handle:
-        if "W_enc" not in handle.keys():
-            raise SaeflowError(f"{key}: {path} has no W_enc")
-        d_in, d_sae = handle.get_slice("W_enc").get_shape()
-    return int(d_in), int(d_sae)
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            shape = handle.get_slice("W_enc").get_shape() if "W_enc" in handle.keys() else None
+    except (SafetensorError, OSError) as err:
+        raise SaeflowError(f"{key}: {path} is not a readable safetensors file ({err}); {SUPPLY}") from None
+    if shape is None or len(shape) != 2:
+        raise SaeflowError(f"{key}: {path} has no 2-D W_enc; {SUPPLY}")
+    return int(shape[0]), int(shape[1])
 
 
 def import_pretrained_job(folder, name: str, hook: str, hook_spec, model_name: str, out_dir, training_log_path,

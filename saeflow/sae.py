@@ -214,28 +214,22 @@ class BatchTopKSAE(torch.nn.Module):
         return full_cfg
 
     @classmethod
-    def load(cls, directory: str | Path) -> tuple[BatchTopKSAE, dict]:
-        """Read an SAE written by save(); returns (sae on CPU, cfg)."""
+    def load(cls, directory: str | Path, cfg_keys: tuple[str, ...] = ()) -> tuple[BatchTopKSAE, dict]:
+        """Read an SAE written by save(); returns (sae on CPU, cfg), cfg checked to hold the
+        sizes and the caller's `cfg_keys`."""
         directory = Path(directory)
-        cfg = storage.read_json(directory / CFG_FILE)
-        missing = [key for key in ("d_in", "d_sae", "k", "encoding") if key not in cfg]
-        if missing:
-            raise SaeflowError(f"{directory / CFG_FILE} lacks {missing}: retrain the SAE to rewrite it")
-        sae = cls(cfg["d_in"], cfg["d_sae"], cfg["k"], cfg.get("seed", 0), cfg["encoding"])
-        arrays = storage.read_safetensors(directory / WEIGHTS_FILE)
+        retrain = f"delete {directory} and rerun the workflow to retrain the SAE"
+        cfg = storage.read_json(directory / CFG_FILE, keys=("d_in", "d_sae", "k", "encoding", *cfg_keys), fix=retrain)
+        try:
+            sae = cls(cfg["d_in"], cfg["d_sae"], cfg["k"], cfg.get("seed", 0), cfg["encoding"])
+        except SaeflowError as err:
+            raise SaeflowError(f"{directory / CFG_FILE}: {err}") from None
+        # The shapes cfg.json's sizes give: another shape means the two files come from different SAEs.
+        shapes = {name: tuple(tensor.shape) for name, tensor in sae.state_dict().items()}
+        arrays = storage.read_safetensors(directory / WEIGHTS_FILE, shapes, fix=retrain)
         with torch.no_grad():
             for name, tensor in sae.state_dict(keep_vars=True).items():
-                stored = arrays.get(name)
-                if stored is None or stored.shape != tensor.shape:
-                    found = None if stored is None else list(stored.shape)
-                    raise SaeflowError(
-                        f"{directory / WEIGHTS_FILE}: `{name}` has shape {found}, but cfg.json "
-                        f"(d_in={cfg['d_in']}, d_sae={cfg['d_sae']}) needs {list(tensor.shape)}; "
-                        "the two files come from different SAEs: retrain or restore the pair"
-                    )
-                if not np.isfinite(stored).all():
-                    raise SaeflowError(f"{directory / WEIGHTS_FILE}: `{name}` holds NaN or inf; retrain the SAE")
-                tensor.copy_(torch.from_numpy(stored))
+                tensor.copy_(torch.from_numpy(arrays[name]))
         return sae, cfg
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from saeflow import storage
 from saeflow.errors import SaeflowError
@@ -48,14 +47,15 @@ def assign_splits(keys: list[tuple[str, ...]], calibration_fraction: float, seed
 def split_documents(unsplit_path, out_path, calibration_fraction: float, seed: int) -> dict[str, int]:
     """documents.parquet: the corpus job's document table with a `split` column added, copied one
     row group at a time (the texts are the whole corpus; only the labels are read at once)."""
-    with pq.ParquetFile(unsplit_path) as unsplit:
+    with storage.open_parquet(unsplit_path) as unsplit:
         names = unsplit.schema_arrow.names
         n_documents = unsplit.metadata.num_rows
         if n_documents < 2:
             raise SaeflowError(f"{unsplit_path}: {n_documents} document(s); calibration and test splits need at "
                                "least two documents: add documents to corpus.source")
         columns = [name for name in ("labels", "spans") if name in names]
-        labelled = unsplit.read(columns=columns) if columns else None
+        with storage.parquet_errors(unsplit_path):
+            labelled = unsplit.read(columns=columns) if columns else None
         keys = strata(labelled.column("labels").to_pylist() if "labels" in columns else None,
                       labelled.column("spans").to_pylist() if "spans" in columns else None, n_documents)
         split = np.where(assign_splits(keys, calibration_fraction, seed), SPLITS[0], SPLITS[1])
@@ -63,7 +63,8 @@ def split_documents(unsplit_path, out_path, calibration_fraction: float, seed: i
         with storage.ParquetStream(out_path, schema) as out:
             start = 0
             for group in range(unsplit.num_row_groups):
-                rows = unsplit.read_row_group(group)
+                with storage.parquet_errors(unsplit_path):
+                    rows = unsplit.read_row_group(group)
                 out.write({**{name: rows[name] for name in names},
                            "split": pa.array(split[start:start + rows.num_rows], pa.string())})
                 start += rows.num_rows

@@ -95,7 +95,8 @@ def _label_vector(experiment: dict, vectors_path) -> torch.Tensor:
     vectors, labels = read_label_vectors(vectors_path)
     if experiment["vector"] not in labels:
         raise SaeflowError(f"{_key(experiment, 'vector')}: no label vector {experiment['vector']!r} in "
-                           f"{vectors_path}; it has {', '.join(sorted(labels)[:20]) or 'none'}")
+                           f"{vectors_path} (it has {', '.join(sorted(labels)[:20]) or 'none'}); set vector: to one "
+                           "of the corpus's labels")
     return torch.from_numpy(vectors[labels.index(experiment["vector"])].copy())
 
 

@@ -8,6 +8,7 @@ complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -21,11 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
+from safetensors import SafetensorError
 from safetensors.numpy import load_file as _load_safetensors
-from safetensors.numpy import save_file as _save_safetensors
+from safetensors.numpy import save as _safetensors_bytes
 from zarr.codecs import BloscCodec
 from zarr.codecs.numcodecs import Delta
 
+from saeflow import faults
 from saeflow.errors import SaeflowError
 
 # Our stores use numcodecs filters (delta) that zarr-python reads; other Zarr implementations
@@ -40,14 +43,22 @@ def _umask() -> int:
 
 
 def _temp_sibling(target: Path, is_dir: bool) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}.tmp-"
-    if is_dir:
-        path = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
-        os.close(fd)
-        path = Path(name)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A killed job's temporary sibling stays behind; Snakemake never runs two jobs for one
+        # output, so any sibling found now is such debris.
+        for debris in target.parent.glob(f"{glob.escape(prefix)}*"):
+            _remove(debris)
+        if is_dir:
+            path = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
+            os.close(fd)
+            path = Path(name)
+    except PermissionError as err:
+        raise SaeflowError(f"{err.filename or target.parent}: not writable by this user; make the results "
+                           "folder writable (chmod u+w) or run the workflow from a folder you own") from None
     # mkstemp/mkdtemp make private files; artifacts get the usual permissions instead.
     path.chmod((0o777 if is_dir else 0o666) & ~_umask())
     return path
@@ -67,6 +78,7 @@ def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Pat
     tmp = _temp_sibling(target, is_dir)
     try:
         yield tmp
+        faults.kill_point(target)
         _remove(target)
         os.replace(tmp, target)
     except BaseException:
@@ -74,16 +86,39 @@ def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Pat
         raise
 
 
+# The fix for a damaged pipeline artifact: every artifact is rebuilt from its inputs.
+REBUILD = "delete it and rerun the workflow to rebuild it"
+
+
+def damaged(path, problem: str, fix: str = REBUILD) -> SaeflowError:
+    """The one error for an artifact that breaks the contract: the file, what is wrong, the fix."""
+    return SaeflowError(f"{path}: {problem}; {fix}")
+
+
+def _require_file(path, fix: str = REBUILD) -> None:
+    if not Path(path).is_file():
+        raise SaeflowError(f"{path}: file not found; {'build it with the workflow first' if fix == REBUILD else fix}")
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: str | os.PathLike):
+def read_json(path: str | os.PathLike, keys: tuple[str, ...] = (), fix: str = REBUILD):
+    """A JSON file; with `keys`, an object that must hold them."""
+    _require_file(path, fix)
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise SaeflowError(f"{path}: file not found; build it with the workflow first") from None
+        obj = json.loads(Path(path).read_text())
+    except UnicodeDecodeError:
+        raise damaged(path, "not UTF-8 text, so not JSON", fix) from None
+    except json.JSONDecodeError as err:
+        raise damaged(path, f"not valid JSON ({err.msg} at line {err.lineno})", fix) from None
+    if keys and not isinstance(obj, dict):
+        raise damaged(path, f"holds a JSON {type(obj).__name__}, not an object with {list(keys)}", fix)
+    if missing := [key for key in keys if key not in obj]:
+        raise damaged(path, f"lacks key(s) {missing}", fix)
+    return obj
 
 
 # ---------------------------------------------------------------- Parquet
@@ -133,26 +168,50 @@ def write_table(path: str | os.PathLike, table: pa.Table) -> None:
 
 def concat_parquet(paths: list, out_path, sort_by: list[str] | None = None) -> pa.Table:
     """Concatenate Parquet pieces of one schema into one file (optionally sorted by columns)."""
-    table = pa.concat_tables([pq.read_table(path) for path in paths])
+    table = pa.concat_tables([read_parquet_table(path) for path in paths])
     if sort_by:
         table = table.sort_by([(column, "ascending") for column in sort_by])
     write_table(out_path, table)
     return table
 
 
-def read_parquet_columns(path: str | os.PathLike, columns: list[str]) -> dict[str, np.ndarray]:
+@contextlib.contextmanager
+def parquet_errors(path, fix: str = REBUILD) -> Iterator[None]:
+    """Turn Arrow's errors on a damaged file (a cut footer, a bad page) into one naming it."""
     try:
-        table = pq.read_table(path, columns=columns)
-    except FileNotFoundError:
-        raise SaeflowError(f"{path}: file not found; build it with the workflow first") from None
+        yield
+    except (pa.ArrowException, OSError) as err:
+        first_line = (str(err).splitlines() or [type(err).__name__])[0]
+        raise damaged(path, f"not a readable Parquet table ({first_line})", fix) from None
+
+
+def open_parquet(path: str | os.PathLike, columns=(), fix: str = REBUILD) -> pq.ParquetFile:
+    """A Parquet table opened for reading: its footer parsed and `columns` checked present."""
+    _require_file(path, fix)
+    with parquet_errors(path, fix):
+        parquet = pq.ParquetFile(path)
+    if missing := [name for name in columns if name not in parquet.schema_arrow.names]:
+        raise damaged(path, f"no column {missing}", fix)
+    return parquet
+
+
+def read_parquet_table(path: str | os.PathLike, columns: list[str] | None = None, filters=None,
+                       fix: str = REBUILD) -> pa.Table:
+    """A Parquet table (or its `columns`, rows matching `filters`), checked as open_parquet does."""
+    with open_parquet(path, columns or (), fix), parquet_errors(path, fix):
+        return pq.read_table(path, columns=columns, filters=filters)
+
+
+def read_parquet_columns(path: str | os.PathLike, columns: list[str]) -> dict[str, np.ndarray]:
+    table = read_parquet_table(path, columns)
     return {name: table.column(name).to_numpy() for name in columns}
 
 
 def iter_parquet_batches(path: str | os.PathLike, columns: list[str], batch_rows: int = 1 << 20):
     """Stream a Parquet file's columns as numpy arrays, `batch_rows` rows at a time."""
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
-        yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns}
+    with open_parquet(path, columns) as parquet, parquet_errors(path):
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+            yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns}
 
 
 # ---------------------------------------------------------------- Zarr
@@ -195,16 +254,49 @@ class ZarrChunkWriter:
         self._atomic.__exit__(exc_type, exc, tb)
 
 
-def open_zarr_group(path: str | os.PathLike) -> zarr.Group:
-    """Open a finished Zarr store read-only, with one clear error when it is missing or corrupt."""
+def open_zarr_group(path: str | os.PathLike, attrs: tuple[str, ...] = (), arrays: tuple[str, ...] = ()) -> zarr.Group:
+    """Open a finished Zarr store read-only, with one clear error when it is missing or corrupt,
+    or lacks the integer `attrs` or the `arrays` the contract gives it."""
     if not Path(path).is_dir():
         raise SaeflowError(f"{path}: Zarr store not found; build it with the workflow first")
     try:
-        return zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(str(path), mode="r")
     except Exception as err:  # zarr raises several types for damaged metadata
-        raise SaeflowError(
-            f"{path}: not a readable Zarr store ({err}); delete it and rerun the workflow to rebuild it"
-        ) from None
+        raise damaged(path, f"not a readable Zarr store ({err})") from None
+    check_group(path, group, attrs, arrays)
+    return group
+
+
+def check_group(path, group: zarr.Group, attrs: tuple[str, ...] = (), arrays: tuple[str, ...] = ()) -> None:
+    """The group holds the integer `attrs` and the `arrays`, and no array's chunk file is cut short."""
+    try:
+        present = {name: group[name] for name in group.array_keys()}
+    except Exception as err:  # an array's metadata is damaged
+        raise damaged(path, f"not a readable Zarr store ({err})") from None
+    if missing := [name for name in arrays if name not in present]:
+        raise damaged(path, f"no array(s) {missing}")
+    for name, array in present.items():
+        if problem := _cut_chunk_file(Path(path), array):
+            raise damaged(path, f"array {name!r}: {problem}")
+    for name in attrs:
+        value = group.attrs.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise damaged(path, f"attribute {name!r} is {value!r}, not a count >= 0")
+
+
+def _cut_chunk_file(path: Path, array: zarr.Array) -> str | None:
+    """A chunk file shorter than its Blosc header says, or None. Blosc decodes a cut frame
+    without complaint (into garbage or zeros), so the length is checked before any read."""
+    if not any(isinstance(codec, BloscCodec) for codec in array.compressors):
+        return None
+    for chunk_file in (path / array.basename / "c").rglob("*"):
+        if chunk_file.is_file():
+            with chunk_file.open("rb") as handle:
+                header = handle.read(16)  # bytes 12..15: the frame's compressed size
+            size, expected = chunk_file.stat().st_size, int.from_bytes(header[12:16], "little")
+            if len(header) < 16 or size != expected:
+                return f"chunk file {chunk_file.relative_to(path)} holds {size} of its {expected} bytes"
+    return None
 
 
 def read_zarr_array(group: zarr.Group, name: str, rows: slice = slice(None)) -> np.ndarray:
@@ -212,9 +304,7 @@ def read_zarr_array(group: zarr.Group, name: str, rows: slice = slice(None)) -> 
     try:
         return group[name][rows]
     except Exception as err:
-        raise SaeflowError(
-            f"{group.store}: array {name!r} unreadable ({err}); delete the store and rerun the workflow"
-        ) from None
+        raise damaged(getattr(group.store, "root", group.store), f"array {name!r} unreadable ({err})") from None
 
 
 # ---------------------------------------------------------------- CSR feature chunks
@@ -247,9 +337,9 @@ def read_sparse_chunk(path, n_features: int | None = None) -> SparseChunk:
     """A CSR feature chunk (features/ or units/filtered/), its invariants checked; with
     `n_features`, also that the chunk has that many features (the SAE's d_sae)."""
     group = open_zarr_group(path)
-    if group.attrs.get("format") != "csr":
-        raise SaeflowError(f"{path}: format {group.attrs.get('format')!r} is not \"csr\"; "
-                           "delete the store and rerun the workflow to rebuild it")
+    if group.attrs.get("format") != "csr":  # before the rest: an old store of another format says only this
+        raise damaged(path, f"format {group.attrs.get('format')!r} is not \"csr\"")
+    check_group(path, group, attrs=("n_features", "n_tokens", "token_start"), arrays=("indptr", "indices", "values"))
     chunk = SparseChunk(
         indptr=read_zarr_array(group, "indptr"),
         indices=read_zarr_array(group, "indices"),
@@ -259,10 +349,9 @@ def read_sparse_chunk(path, n_features: int | None = None) -> SparseChunk:
         value_dtype=group["values"].dtype,
     )
     if n_features is not None and chunk.n_features != n_features:
-        raise SaeflowError(f"{path}: n_features is {chunk.n_features} but {n_features} were expected; "
-                           "delete the store and rerun the workflow to rebuild it")
+        raise damaged(path, f"n_features is {chunk.n_features} but {n_features} were expected")
     if problem := _csr_problem(chunk, int(group.attrs["n_tokens"])):
-        raise SaeflowError(f"{path}: corrupt CSR chunk ({problem}); delete it and rerun the workflow")
+        raise damaged(path, f"corrupt CSR chunk ({problem})")
     return chunk
 
 
@@ -275,6 +364,8 @@ def _csr_problem(chunk: SparseChunk, n_tokens: int) -> str | None:
         return f"indptr must rise from 0 to the {nnz} indices (and values: {len(chunk.values)})"
     if nnz and not (0 <= chunk.indices.min() and chunk.indices.max() < chunk.n_features):
         return f"feature ids span {chunk.indices.min()}..{chunk.indices.max()}, n_features is {chunk.n_features}"
+    if not np.isfinite(chunk.values).all():
+        return f"value of entry {int(np.flatnonzero(~np.isfinite(chunk.values))[0])} is NaN or inf"
     return None
 
 
@@ -358,11 +449,48 @@ class CsrChunkWriter:
 def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict) -> None:
     # safetensors' numpy writer needs contiguous arrays; metadata values must be strings.
     arrays = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
+    raw = _safetensors_bytes(arrays, metadata={k: str(v) for k, v in metadata.items()})
+    # The writer keeps the metadata in a hash map, whose order changes from process to process:
+    # the header is rewritten sorted (same content, same length) so two runs give the same bytes.
+    size = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8:8 + size]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(header) <= size:  # serde_json writes it just as compactly; the padding is spaces, as the format allows
+        raw = raw[:8] + header.ljust(size) + raw[8 + size:]
     with atomic_path(path) as tmp:
-        _save_safetensors(arrays, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+        tmp.write_bytes(raw)
 
 
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    if not Path(path).is_file():
-        raise SaeflowError(f"{path}: file not found; build it with the workflow first")
-    return _load_safetensors(str(path))
+def read_safetensors(path: str | os.PathLike, shapes: dict[str, tuple] | None = None, dtype="float32",
+                     fix: str = REBUILD) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file. With `shapes` ({name: shape}, None for a size that may
+    be anything), each named tensor must be there with that shape, in `dtype` (None: any) and
+    finite; `fix` is what the error tells the user to do."""
+    _require_file(path, fix)
+    try:
+        arrays = _load_safetensors(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError) as err:  # a cut or garbled file, an odd dtype
+        raise damaged(path, f"not a readable safetensors file ({err})", fix) from None
+    check_tensors(path, arrays, shapes or {}, dtype, fix)
+    return arrays
+
+
+def check_tensors(path, arrays: dict[str, np.ndarray], shapes: dict[str, tuple], dtype="float32",
+                  fix: str = REBUILD) -> None:
+    """Each tensor named in `shapes` is in `arrays` with that shape (None: any size), in `dtype`
+    (None: any) and finite; else an error naming `path`, the tensor and `fix`."""
+    for name, shape in shapes.items():
+        if problem := _tensor_problem(arrays.get(name), shape, dtype):
+            raise damaged(path, f"tensor `{name}` {problem}", fix)
+
+
+def _tensor_problem(array: np.ndarray | None, shape: tuple, dtype) -> str | None:
+    """What makes `array` not a finite tensor of `shape` and `dtype`, or None."""
+    if array is None:
+        return "is missing"
+    if len(array.shape) != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
+        return f"has shape {list(array.shape)}, but {['any' if n is None else n for n in shape]} is needed"
+    if dtype is not None and array.dtype != dtype:
+        return f"has dtype {array.dtype}, not {dtype}"
+    if not np.isfinite(array).all():
+        return "holds NaN or inf"
+    return None

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from saeflow import storage
+from saeflow.activations import open_dense_chunk
 from saeflow.batches import batch_source, special_row_offsets
 from saeflow.config import sae_width
 from saeflow.errors import SaeflowError
@@ -43,13 +44,16 @@ def check_chunks(chunk_paths: list, hook: str, hook_spec, name: str) -> int:
         )
     widths = set()
     for path in chunk_paths:
-        group = storage.open_zarr_group(path)
+        group = open_dense_chunk(path)
         if group.attrs.get("hook") != hook_spec:
             raise SaeflowError(
                 f"{path}: holds hook {group.attrs.get('hook')!r}, but saes.{name} reads {hook} = {hook_spec!r}; "
                 "delete the chunk and rerun the workflow to recapture it"
             )
         widths.add(group["acts"].shape[1])
+    if len(widths) > 1:
+        raise SaeflowError(f"{Path(chunk_paths[0]).parent}: the training chunks have widths {sorted(widths)}; "
+                           "delete them and rerun the workflow to recapture them")
     return widths.pop()
 
 

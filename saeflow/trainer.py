@@ -302,11 +302,14 @@ def _load_checkpoint(directory: Path, settings: dict, sae: BatchTopKSAE, optimiz
     """Restore a checkpoint with the same settings into the arguments; False if there is none."""
     if not (directory / CHECKPOINT_JSON).is_file():
         return False
-    meta = storage.read_json(directory / CHECKPOINT_JSON)
+    restart = f"delete {directory} to train from the start"
+    meta = storage.read_json(directory / CHECKPOINT_JSON, keys=("settings", "tensors", *state), fix=restart)
     if meta["settings"] != settings:
         log.warning("ignoring the checkpoint in %s: it was made with other settings", directory)
         return False
-    arrays = storage.read_safetensors(directory / meta["tensors"])
+    shapes = {f"sae.{name}": tuple(param.shape) for name, param in sae.named_parameters()}
+    arrays = storage.read_safetensors(directory / str(meta["tensors"]),
+                                      {**shapes, "since_fired": tuple(since_fired_F.shape)}, dtype=None, fix=restart)
     tensors = {key: torch.from_numpy(array) for key, array in arrays.items()}
     adam_state = {}
     with torch.no_grad():

@@ -10,7 +10,6 @@ from __future__ import annotations
 from xml.sax.saxutils import escape
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from saeflow import storage
 
@@ -53,7 +52,7 @@ def training_curves_svg(log: dict[str, np.ndarray], title: str) -> str:
 
 
 def training_curves_job(log_path, out_path, title: str) -> None:
-    table = pq.read_table(log_path)
+    table = storage.read_parquet_table(log_path)
     log = {name: table[name].to_numpy(zero_copy_only=False).astype(np.float64) for name in table.column_names}
     if "tokens_seen" not in log or not len(log["tokens_seen"]):
         log = {"tokens_seen": np.zeros(0)}

@@ -55,7 +55,12 @@ def write_unit_map(path, kept: np.ndarray, n_original: int, criteria: UnitCriter
 
 
 def read_kept_units(unit_map_path) -> np.ndarray:
-    return np.asarray(storage.read_json(unit_map_path)["kept_units"], dtype=np.int64)
+    """`kept_units` of unit_map.json, checked to be sorted distinct ids >= 0."""
+    kept = storage.read_json(unit_map_path, keys=("kept_units",))["kept_units"]
+    if not (isinstance(kept, list) and all(isinstance(unit, int) and unit >= 0 for unit in kept)
+            and all(a < b for a, b in zip(kept, kept[1:]))):
+        raise storage.damaged(unit_map_path, "`kept_units` is not a sorted list of distinct unit ids >= 0")
+    return np.asarray(kept, dtype=np.int64)
 
 
 def filter_chunk(chunk_path, kept: np.ndarray, out_path) -> None:
@@ -64,6 +69,8 @@ def filter_chunk(chunk_path, kept: np.ndarray, out_path) -> None:
     `kept` is sorted, so the remap keeps each token's ids ascending.
     """
     chunk = read_sparse_chunk(chunk_path)
+    if len(kept) and kept[-1] >= chunk.n_features:
+        raise storage.damaged(chunk_path, f"{chunk.n_features} features, but the unit map keeps unit {kept[-1]}")
     new_id = np.full(chunk.n_features, -1, dtype=np.int32)
     new_id[kept] = np.arange(len(kept), dtype=np.int32)
     remapped = new_id[chunk.indices]

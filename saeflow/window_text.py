@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from saeflow import storage
 from saeflow.errors import SaeflowError
 from saeflow.text_pieces import text_pieces
 
@@ -77,14 +77,7 @@ def merge_ranges(seq: np.ndarray, start: np.ndarray, length: np.ndarray) -> tupl
 
 def _batches(path, columns: list[str], batch_rows: int):
     """Record batches of a corpus table's columns, one clear error where it or a column is missing."""
-    try:
-        table = pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise SaeflowError(f"{path}: file not found; build the corpus with the workflow first") from None
-    with table:
-        if missing := [name for name in columns if name not in table.schema_arrow.names]:
-            raise SaeflowError(f"{path}: no column {missing} (written by an older saeflow); "
-                               "delete results/corpus/ and rerun the workflow")
+    with storage.open_parquet(path, columns) as table, storage.parquet_errors(path):
         yield from table.iter_batches(batch_size=batch_rows, columns=columns)
 
 

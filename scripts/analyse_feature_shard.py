@@ -12,7 +12,7 @@ def main():
         detection_percentile=analysis["detection_percentile"], quantile_bands=analysis["quantile_bands"],
         per_band=analysis["per_band"], seed=analysis["seed"],
     )
-    n_features = storage.open_zarr_group(snakemake.input.by_feature).attrs["n_features"]
+    n_features = feature_shard.open_by_feature(snakemake.input.by_feature).attrs["n_features"]
     features = feature_shard.shard_range(n_features, snakemake.params.n_shards, int(snakemake.wildcards.shard))
     corpus = feature_shard.load_corpus_index(snakemake.input.tokens, snakemake.input.idf, snakemake.input.documents)
     for name, table in feature_shard.analyse_shard(snakemake.input.by_feature, features, corpus, params).items():

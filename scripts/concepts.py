@@ -1,5 +1,4 @@
 """Per label the best SAE units and the best dense dimensions (analysis/concepts.parquet)."""
-import pyarrow.parquet as pq
 
 from saeflow import concepts, jobs, storage
 
@@ -7,8 +6,8 @@ snakemake = snakemake  # noqa: F821  (injected by Snakemake)
 
 
 def main():
-    table = concepts.concept_table(pq.read_table(snakemake.input.detection),
-                                   pq.read_table(snakemake.input.dense_detection), snakemake.params.top_n)
+    table = concepts.concept_table(storage.read_parquet_table(snakemake.input.detection),
+                                   storage.read_parquet_table(snakemake.input.dense_detection), snakemake.params.top_n)
     storage.write_table(snakemake.output.concepts, table)
 
 

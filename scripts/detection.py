@@ -1,6 +1,5 @@
 """Concept detection scores of the kept units (analysis/detection.parquet)."""
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from saeflow import jobs, storage, units
 
@@ -8,7 +7,7 @@ snakemake = snakemake  # noqa: F821  (injected by Snakemake)
 
 
 def main():
-    scores = pa.concat_tables([pq.read_table(path) for path in snakemake.input.pieces])
+    scores = pa.concat_tables([storage.read_parquet_table(path) for path in snakemake.input.pieces])
     kept = units.read_kept_units(snakemake.input.unit_map)
     storage.write_table(snakemake.output.detection, units.kept_rows(scores, "unit", kept))
 

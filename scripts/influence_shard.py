@@ -8,8 +8,8 @@ p = snakemake.params
 
 
 def main():
-    W_dec = storage.read_safetensors(snakemake.input.weights)["W_dec"]
-    W_U = storage.read_safetensors(snakemake.input.W_U)["W_U"]
+    W_dec = storage.read_safetensors(snakemake.input.weights, {"W_dec": (None, None)})["W_dec"]
+    W_U = storage.read_safetensors(snakemake.input.W_U, {"W_U": (W_dec.shape[1], None)})["W_U"]
     features = feature_shard.shard_range(len(W_dec), p.n_shards, int(snakemake.wildcards.shard))
     decode = sequences.TokenDecoder(model.load_tokenizer(snakemake.input.tokenizer))
     storage.write_table(snakemake.output.influences, decoder_tables.influence_table(

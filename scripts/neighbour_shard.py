@@ -8,13 +8,16 @@ p, out = snakemake.params, snakemake.output
 
 
 def main():
-    W_dec = storage.read_safetensors(snakemake.input.weights)["W_dec"]
+    W_dec = storage.read_safetensors(snakemake.input.weights, {"W_dec": (None, None)})["W_dec"]
     n_features = len(W_dec)
     features = feature_shard.shard_range(n_features, p.n_shards, int(snakemake.wildcards.shard))
-    storage.write_table(out.neighbours_cosine, decoder_tables.cosine_table(W_dec, features, p.neighbours))
-    indptr = storage.read_zarr_array(storage.open_zarr_group(snakemake.input.by_feature), "indptr")
-    storage.write_table(out.neighbours_coactivation, decoder_tables.coactivation_table(
-        list(p.chunks), features, n_features, np.diff(indptr), p.neighbours))
+    indptr = feature_shard.read_feature_indptr(snakemake.input.by_feature)
+    # Both tables first, so that a damaged input leaves neither output behind.
+    cosine = decoder_tables.cosine_table(W_dec, features, p.neighbours)
+    coactivation = decoder_tables.coactivation_table(list(p.chunks), features, n_features, np.diff(indptr),
+                                                     p.neighbours)
+    storage.write_table(out.neighbours_cosine, cosine)
+    storage.write_table(out.neighbours_coactivation, coactivation)
 
 
 jobs.run_job(snakemake.log[0], main)

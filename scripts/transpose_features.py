@@ -5,7 +5,7 @@ snakemake = snakemake  # noqa: F821  (injected by Snakemake)
 
 
 def main():
-    n_features = storage.read_json(snakemake.input.cfg)["d_sae"]
+    n_features = storage.read_json(snakemake.input.cfg, keys=("d_sae",))["d_sae"]
     feature_store.transpose_store(list(snakemake.input.chunks), snakemake.output.by_feature, n_features,
                                   max_entries=snakemake.params.max_entries)
 

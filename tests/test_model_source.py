@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from saeflow.errors import SaeflowError
-from saeflow.gguf_header import read_metadata
+from saeflow.gguf_header import check_complete, read_metadata
 from saeflow.model_source import PACKAGED, packaged_path, resolve_model_source, source_shape
 
 
@@ -50,6 +50,25 @@ def test_a_truncated_or_foreign_file_is_one_clear_error(tmp_path):
     other.write_bytes(b"PK\x03\x04 not gguf")
     with pytest.raises(SaeflowError, match="bad magic"):
         read_metadata(other)
+
+
+def test_a_file_whose_tensor_data_is_cut_short_is_refused_before_conversion(tmp_path):
+    path = write_gguf(tmp_path / "m.gguf")
+    check_complete(path)
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(path.read_bytes()[:-40])
+    assert read_metadata(cut)["custom.scale"] == 0.5  # the header is whole
+    with pytest.raises(SaeflowError, match=r"cut.gguf is not a readable GGUF file \(truncated\)"):
+        check_complete(cut)
+
+
+def test_a_config_asking_for_the_models_own_code_is_refused_while_planning(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"architectures": ["EvilForCausalLM"], "auto_map": {"AutoConfig": "evil.EvilConfig"}, "n_layer": 2,
+         "n_embd": 8}))
+    with pytest.raises(SaeflowError, match=r"model.path: .*config.json asks for the model's own code .*"
+                                           r"trust_remote_code"):
+        source_shape(resolve_model_source(str(tmp_path)))
 
 
 def test_a_gguf_source_plans_from_its_header_and_names_itself_as_configured(tmp_path):

@@ -196,7 +196,7 @@ def test_a_label_query_picks_the_most_active_matching_features(setup):
 @pytest.mark.parametrize("settings, message", [
     (experiment(features=[16]), "steering.e.features: feature 16 is past the SAE's 16 features"),
     (experiment(features=[DEAD]), f"feature {DEAD} never fires"),
-    (experiment(vector="birds"), "no label vector 'birds' .* it has cats, dogs"),
+    (experiment(vector="birds"), "no label vector 'birds' .*it has cats, dogs.*set vector:"),
 ])
 def test_bad_targets_are_one_clear_error(setup, tmp_path, settings, message):
     with pytest.raises(SaeflowError, match=message):

@@ -181,7 +181,6 @@ BAD_INPUTS = {
     "k >= d_sae": ({"saes": {"s": {"layer": 1, "k": 64, "expansion": 2}}}, "saes.s.k: k=64 must be smaller than d_sae=64"),
     "k <= 0": ({"saes": {"s": {"layer": 1, "k": 0}}}, "config key saes.s.k: 0 is less than the minimum of 1"),
     "expansion < 1": ({"saes": {"s": {"layer": 1, "k": 2, "expansion": 0.5}}}, "config key saes.s.expansion: 0.5 is less than the minimum of 1"),
-    "empty corpus": ({"docs": {"e.txt": ""}}, "corpus.source: the corpus has no document with tokens"),
     "non-UTF-8 file": ({"docs": {"a.txt": "ok", "l.txt": "caf\u00e9".encode("latin-1")}}, "l.txt: not valid UTF-8"),
 }
 

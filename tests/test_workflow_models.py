@@ -64,9 +64,12 @@ def test_a_pretrained_saelens_sae_runs_through_the_workflow_untrained(tiny_lm, t
                          saes={"pre": {"layer": 1, "pretrained": str(tmp_path / "pretrained")}})
     planned = planned_jobs(run_snakemake(tmp_path / "work", config, "-n"))
     assert planned["import_pretrained"] == 1 and "train_sae" not in planned
-    result = run_snakemake(tmp_path / "work", config)
+    # Import, eval, the feature store and one analysis (the rest reads the store as for any SAE).
+    result = run_snakemake(tmp_path / "work", config, "results/saes/metrics.parquet",
+                           "results/saes/pre/analysis/feature_stats.parquet")
     assert result.returncode == 0, result.stderr[-3000:]
     results = tmp_path / "work/results"
+    assert len(pq.read_table(results / "saes/pre/analysis/feature_stats.parquet")) == 24
     cfg = json.loads((results / "saes/pre/cfg.json").read_text())
     assert (cfg["trained_as"], cfg["d_sae"], cfg["k"]) == ("pretrained", 24, None)
     assert "fvu" in json.loads((results / "saes/pre/eval.json").read_text())

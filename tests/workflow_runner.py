@@ -12,13 +12,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    """`snakemake` on the repository's Snakefile with `config` as the working directory's config.yaml."""
+def snakemake_command(workdir: Path, config: dict, *args: str) -> list[str]:
+    """The `snakemake` command line on the repository's Snakefile, with `config` written as the
+    working directory's config.yaml."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--cores", "2", "--resources", "gpu=1", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+            "--cores", "2", "--resources", "gpu=1", *args]
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`snakemake` on `config` in `workdir`; `env` replaces the environment of it and its jobs."""
+    command = snakemake_command(workdir, config, *args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:

@@ -5,15 +5,14 @@ not shown."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from saeflow import storage
 from saeflow.errors import SaeflowError
 
 # Per SAE, by input name: JSON files, then Parquet tables (one file each at most), then Parquet
@@ -65,15 +64,15 @@ class SaeArtifacts:
 
     def table(self, key: str) -> pa.Table | None:
         """The Parquet input `key`, or None where it is not given."""
-        return pq.read_table(self.paths[key]) if key in self.paths else None
+        return storage.read_parquet_table(self.paths[key]) if key in self.paths else None
 
     def tables(self, key: str) -> list[tuple[Path, pa.Table]]:
         """Each file of the list input `key` (SAE_TABLE_LISTS) with its table; none where not given."""
-        return [(path, pq.read_table(path)) for path in self.paths.get(key, [])]
+        return [(path, storage.read_parquet_table(path)) for path in self.paths.get(key, [])]
 
     def json(self, key: str):
         """The JSON input `key`, or None where it is not given."""
-        return json.loads(self.paths[key].read_text()) if key in self.paths else None
+        return storage.read_json(self.paths[key]) if key in self.paths else None
 
 
 def from_inputs(inputs: Mapping[str, object], model: str, sae_names: list[str],
@@ -114,11 +113,11 @@ def from_inputs(inputs: Mapping[str, object], model: str, sae_names: list[str],
 
 def parquet_rows(path: str | Path) -> int:
     """Row count from the Parquet footer, without reading the data."""
-    return pq.ParquetFile(path).metadata.num_rows
+    return storage.open_parquet(path).metadata.num_rows
 
 
 def has_column(path: str | Path, column: str) -> bool:
-    return column in pq.read_schema(path).names
+    return column in storage.open_parquet(path).schema_arrow.names
 
 
 def finite_or_none(value):

@@ -6,7 +6,7 @@ function targetCell(entry, st, i, labels) {
   const f = st.value("feature", i);
   if (f === null) {
     td.appendChild(el("span", "muted", "vector "));
-    td.appendChild(el("span", null, st.text("vector", i)));
+    td.appendChild(el("span", "vector-name", st.text("vector", i)));
     return td;
   }
   td.appendChild(link(featureHash(entry.name, f), `feature ${f}`, "exp-feature"));

@@ -213,7 +213,7 @@ function alignmentCard(sae, chunk, f) {
   table.appendChild(head);
   for (let i = lo; i < hi; i++) {
     const tr = el("tr");
-    tr.appendChild(el("td", null, sae.index.json.alignment_labels[A["align.label"][i]]));
+    tr.appendChild(el("td")).appendChild(el("span", "alignment-label", sae.index.json.alignment_labels[A["align.label"][i]]));
     tr.appendChild(el("td", "num", fmt(chunk.float("align.cosine", i))));
     tr.appendChild(el("td", "num", `#${A["align.rank"][i] + 1}`));
     table.appendChild(tr);
