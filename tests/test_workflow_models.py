@@ -65,7 +65,7 @@ def test_a_pretrained_saelens_sae_runs_through_the_workflow_untrained(tiny_lm, t
     planned = planned_jobs(run_snakemake(tmp_path / "work", config, "-n"))
     assert planned["import_pretrained"] == 1 and "train_sae" not in planned
     # Import, eval, the feature store and one analysis (the rest reads the store as for any SAE).
-    result = run_snakemake(tmp_path / "work", config, "results/saes/metrics.parquet",
+    result = run_snakemake(tmp_path / "work", config, "-p", "results/saes/metrics.parquet",
                            "results/saes/pre/analysis/feature_stats.parquet")
     assert result.returncode == 0, result.stderr[-3000:]
     results = tmp_path / "work/results"
